@@ -1,0 +1,181 @@
+"""The local store interface every backend implements, and what they share.
+
+A backend implements the primitive operations plus ``scan``: one bounded page of
+key-ordered entries under a prefix. ``ScanQueryMixin`` builds go-datastore's ``query``
+and ``batch`` on top of those primitives, pushing prefix, key order and keys-only into
+``scan`` and leaving the rest to the naive engine (go-datastore's NaiveQueryApply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..datastore import Batch, BatchOp
+from ..errors import NotFound
+from ..keys import prefix_bound
+from ..query import Entry, Query, anaive_query_apply, matches
+
+# flatfs's default of 16 concurrent fsyncs; also the worker-thread limit per store
+DEFAULT_THREADS = 16
+# what one ScanQueryMixin page asks a backend for
+QUERY_PAGE_ENTRIES = 1000
+QUERY_PAGE_BYTES = 4 << 20
+# a scan page gives up after examining this many times `limit` keys (see Store.scan)
+SCAN_EXAMINE_FACTOR = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPage:
+    entries: list[Entry]
+    # Where the next page starts (pass as start_after): the last key the scan examined,
+    # which with a predicate may be past the last entry returned. None is the explicit
+    # end marker: nothing is left under the prefix.
+    cursor: str | None
+
+
+Predicate = Callable[[Entry], bool]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A node's local store (flatfs, leveldb, mongo, memory)."""
+
+    kind: str
+
+    async def get(self, key: str) -> bytes: ...
+    async def has(self, key: str) -> bool: ...
+    async def get_size(self, key: str) -> int: ...
+    async def put(self, key: str, value: bytes) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    async def apply(self, ops: Sequence[BatchOp]) -> None: ...
+
+    async def scan(
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        reverse: bool = False,
+        limit: int = QUERY_PAGE_ENTRIES,
+        max_bytes: int = QUERY_PAGE_BYTES,
+        keys_only: bool = False,
+        predicate: Predicate | None = None,
+    ) -> ScanPage:
+        """Up to ``limit`` entries whose keys are strict descendants of ``prefix`` (every
+        key for "/"), in key order (descending if ``reverse``), strictly after
+        ``start_after`` in that order, that satisfy ``predicate``. Every entry carries its
+        size; values are omitted when ``keys_only``. A page stops early once its values
+        reach ``max_bytes`` but always holds at least one entry if any is left."""
+        ...
+
+    async def count(self) -> int:
+        """Number of keys stored."""
+        ...
+
+    async def sync(self, prefix: str = "/") -> None: ...
+    async def disk_usage(self) -> int: ...
+    async def close(self) -> None: ...
+
+
+class ScanQueryMixin:
+    """go-datastore ``query`` and ``batch`` for any store that has ``scan``/``apply``."""
+
+    async def scan(self, prefix: str, **kw) -> ScanPage:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def apply(self, ops: Sequence[BatchOp]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def batch(self) -> Batch:
+        return Batch(self.apply)
+
+    async def query(self, q: Query) -> AsyncIterator[Entry]:
+        order = q.key_ordered()
+        entries = scan_all(
+            self,
+            q.clean_prefix,
+            reverse=order == "-key",
+            keys_only=not q.needs_values(),
+            predicate=(lambda e: matches(q, e)) if q.filters else None,
+        )
+        async for e in anaive_query_apply(q, entries, presorted=order is not None):
+            yield e
+
+
+async def scan_all(
+    store: ScanQueryMixin | Store,
+    prefix: str,
+    *,
+    reverse: bool = False,
+    keys_only: bool = False,
+    predicate: Predicate | None = None,
+) -> AsyncIterator[Entry]:
+    """Every entry under ``prefix``, page by page, in key order."""
+    after: str | None = None
+    while True:
+        page = await store.scan(
+            prefix, start_after=after, reverse=reverse, keys_only=keys_only, predicate=predicate
+        )
+        for e in page.entries:
+            yield e
+        if page.cursor is None:
+            return
+        after = page.cursor
+
+
+ValueSource = bytes | Callable[[], bytes]
+
+
+def page_from_items(
+    items: Iterable[tuple[str, int, ValueSource]],
+    *,
+    limit: int,
+    max_bytes: int,
+    keys_only: bool,
+    predicate: Predicate | None,
+) -> ScanPage:
+    """Build one scan page from ``(key, size, value or loader)`` in scan order.
+
+    Every backend's ``scan`` is a sorted iterator fed to this, so page limits, the
+    examine bound and cursors behave the same everywhere. A loader is only called when
+    the value is needed (not keys-only); a value that vanished between listing and
+    loading (NotFound) is skipped, as a concurrent delete would have been.
+    """
+    entries: list[Entry] = []
+    used = examined = 0
+    budget = SCAN_EXAMINE_FACTOR * max(limit, 1)
+    last: str | None = None
+    for key, size, source in items:
+        if len(entries) >= limit or (entries and used >= max_bytes) or examined >= budget:
+            return ScanPage(entries, last)
+        examined += 1
+        last = key
+        value: bytes | None = None
+        if not keys_only:
+            if callable(source):
+                try:
+                    value = source()
+                except NotFound:
+                    continue
+            else:
+                value = source
+            size = len(value)
+        e = Entry(key, value, size)
+        if predicate is not None and not predicate(e):
+            continue
+        entries.append(e)
+        used += size if value is not None else 0
+    return ScanPage(entries, None)
+
+
+def in_prefix_range(prefix: str) -> tuple[str, str | None]:
+    """(lowest, highest-exclusive) strings bounding the strict descendants of prefix.
+
+    None as the upper bound means unbounded. Used by sorted backends to seek.
+    """
+    bound = prefix_bound(prefix)
+    if not bound:
+        return "", None
+    # '/' + 1 == '0': every key under "bound" sorts before bound[:-1] + "0"
+    return bound, bound[:-1] + "0"

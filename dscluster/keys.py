@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import xxhash
 
+from .errors import InvalidKey
+
 SLOT_COUNT = 16384
+# protocol limit on a key's UTF-8 length; stores rely on it (flatfs path lengths)
+MAX_KEY_BYTES = 2048
 
 
 def clean_path(p: str) -> str:
@@ -83,6 +87,24 @@ class Key(str):
 
     def __repr__(self) -> str:
         return f"Key({str(self)!r})"
+
+
+def validate_key(key: str) -> Key:
+    """The cleaned Key for ``key`` (go-datastore's NewKey cleans too).
+
+    Raises InvalidKey for a non-string, a string that is not valid UTF-8 (lone
+    surrogates) or a key longer than MAX_KEY_BYTES once encoded.
+    """
+    if not isinstance(key, str):
+        raise InvalidKey(f"key must be a string, not {type(key).__name__}")
+    k = Key(key)
+    try:
+        size = len(k.encode())
+    except UnicodeEncodeError:
+        raise InvalidKey("key is not valid UTF-8") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidKey(f"key is {size} bytes long, the limit is {MAX_KEY_BYTES}")
+    return k
 
 
 def slot_of(key: str) -> int:

@@ -218,3 +218,17 @@ def filter_from_wire(raw: Any) -> Filter:
     if kind == "value_compare" and isinstance(operand, bytes) and op in _OPS:
         return FilterValueCompare(op, operand)
     raise InvalidArgument(f"invalid filter {kind!r} {op!r}")
+
+
+def seek_after(q: Query, reverse: bool) -> str | None:
+    """The key a sorted scan may start strictly after, taken from the query's filters.
+
+    A forward scan can skip straight past ``FilterKeyCompare(">", k)`` (a reverse scan
+    past ``"<"``); paging S3 listings and continuation tokens rely on this to avoid
+    re-reading everything before the start. The filter is still applied afterwards.
+    """
+    op = "<" if reverse else ">"
+    bounds = [f.key for f in q.filters if isinstance(f, FilterKeyCompare) and f.op == op]
+    if not bounds:
+        return None
+    return min(bounds) if reverse else max(bounds)

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 from ..datastore import Batch, BatchOp
 from ..errors import NotFound
 from ..keys import prefix_bound
-from ..query import Entry, Query, anaive_query_apply, matches
+from ..query import Entry, Query, anaive_query_apply, matches, seek_after
 
 # flatfs's default of 16 concurrent fsyncs; also the worker-thread limit per store
 DEFAULT_THREADS = 16
@@ -73,6 +73,10 @@ class Store(Protocol):
         """Number of keys stored."""
         ...
 
+    async def keys_in_slot(self, slot: int) -> list[str]:
+        """Every key stored whose ``slot_of`` is ``slot``, in key order (slot migration)."""
+        ...
+
     async def sync(self, prefix: str = "/") -> None: ...
     async def disk_usage(self) -> int: ...
     async def close(self) -> None: ...
@@ -92,10 +96,12 @@ class ScanQueryMixin:
 
     async def query(self, q: Query) -> AsyncIterator[Entry]:
         order = q.key_ordered()
+        reverse = order == "-key"
         entries = scan_all(
             self,
             q.clean_prefix,
-            reverse=order == "-key",
+            start_after=seek_after(q, reverse) if order else None,
+            reverse=reverse,
             keys_only=not q.needs_values(),
             predicate=(lambda e: matches(q, e)) if q.filters else None,
         )
@@ -107,12 +113,13 @@ async def scan_all(
     store: ScanQueryMixin | Store,
     prefix: str,
     *,
+    start_after: str | None = None,
     reverse: bool = False,
     keys_only: bool = False,
     predicate: Predicate | None = None,
 ) -> AsyncIterator[Entry]:
-    """Every entry under ``prefix``, page by page, in key order."""
-    after: str | None = None
+    """Every entry under ``prefix`` (after ``start_after``), page by page, in key order."""
+    after = start_after
     while True:
         page = await store.scan(
             prefix, start_after=after, reverse=reverse, keys_only=keys_only, predicate=predicate
@@ -179,3 +186,33 @@ def in_prefix_range(prefix: str) -> tuple[str, str | None]:
         return "", None
     # '/' + 1 == '0': every key under "bound" sorts before bound[:-1] + "0"
     return bound, bound[:-1] + "0"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """The keys one scan visits: ``low`` (inclusive or not) up to ``high`` (exclusive,
+    None = unbounded), ascending or descending. Sorted backends seek with it."""
+
+    low: str
+    low_inclusive: bool
+    high: str | None
+
+
+def scan_range(prefix: str, start_after: str | None, reverse: bool) -> KeyRange | None:
+    """The KeyRange of ``Store.scan(prefix, start_after=..., reverse=...)``; None if empty.
+
+    Python's str order is code point order, which equals the byte order of UTF-8, so the
+    same bounds work on str keys (memory, mongo) and on UTF-8 bytes (LevelDB).
+    """
+    low, high = in_prefix_range(prefix)
+    if start_after is None:
+        return KeyRange(low, True, high)
+    if reverse:
+        if start_after <= low:
+            return None
+        return KeyRange(low, True, start_after if high is None else min(high, start_after))
+    if high is not None and start_after >= high:
+        return None
+    if start_after < low:
+        return KeyRange(low, True, high)
+    return KeyRange(start_after, False, high)

@@ -1,0 +1,86 @@
+"""`dscfg`: generate cluster, node and client configuration."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from dscluster.cliutil import run_cli
+from dscluster.config import STORE_KINDS, StoreConfig
+from dscluster.provision import create_client, create_cluster, token_from
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Generate dscluster configuration."""
+
+
+@main.command()
+@click.option("--cluster-node-number", "-n", "node_count", type=click.IntRange(1, 16384),
+              required=True, help="How many data nodes the cluster has.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="IP address the bootstrapper listens on and announces.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Default: a free port.")
+@click.option("--store", type=click.Choice([k for k in STORE_KINDS if k != "memory"]),
+              default="flatfs", show_default=True)
+@click.option("--mongodb", "mongodb_uri", help="MongoDB URI for --store mongo.")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+def cluster(node_count: int, host: str, port: int | None, store: str,
+            mongodb_uri: str | None, directory: Path) -> None:
+    """Create a new cluster: the bootstrapper's DIRECTORY and the join tokens."""
+    s3 = _initial_s3_section()
+    files = create_cluster(directory, node_count, host=host, port=port,
+                           store=StoreConfig(type=store, mongodb_uri=mongodb_uri), s3=s3)
+    click.echo(files.bootstrapper)
+    err = click.get_text_stream("stderr")
+    print(f"""
+A {node_count}-node cluster: {directory} is node 0 and the bootstrapper.
+Tokens (keep them private; mode 0600):
+  {files.node_token}      for data nodes that join
+  {files.client_token}    for read-write clients
+  {files.readonly_token}  for read-only clients
+Start it:
+  dscluster --conf={directory}
+  dscluster --conf=./srv02 --bootstrapper={files.bootstrapper} --identity=1 \\
+            --token-file={files.node_token}
+  dsclient --conf=./cli init --bootstrapper={files.bootstrapper} \\
+           --token-file={files.client_token}""", file=err)
+
+
+@main.command()
+@click.option("--bootstrapper", required=True, help="Bootstrapper multiaddr.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Client or read-only token (or DSCLUSTER_TOKEN / DSCLUSTER_TOKEN_FILE).")
+@click.argument("path", type=click.Path(path_type=Path))
+def client(bootstrapper: str, token_file: Path | None, path: Path) -> None:
+    """Create a client configuration at PATH (a directory, or DIR/config.json)."""
+    cfg = create_client(path, bootstrapper=bootstrapper,
+                        token=token_from(token_file, ("client", "readonly")))
+    kind = "read-only" if cfg.read_only_client else "read-write"
+    click.echo(f"{kind} client {cfg.peer_id} written to {path}")
+
+
+def _initial_s3_section() -> dict | None:
+    """One S3 credential for the bootstrapper's gateway, when the gateway is installed."""
+    try:
+        settings = importlib.import_module("dscluster.s3.settings")
+    except ImportError:
+        return None
+    return {"credentials": [settings.new_credential().to_dict()]}
+
+
+def _register_plugins() -> None:
+    try:
+        s3 = importlib.import_module("dscfg.s3")
+    except ImportError:
+        return
+    s3.register(main)
+
+
+_register_plugins()
+
+
+def entry() -> None:
+    run_cli(main, "dscfg")

@@ -1,0 +1,171 @@
+"""`dsclient`: the client CLI — raw keys, files, cluster status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import trio
+
+from dscluster.client.connect import open_cluster
+from dscluster.client.datastore import ClusterDatastore
+from dscluster.cliutil import run_cli
+from dscluster.keys import Key, slot_of
+from dscluster.provision import create_client, token_from
+from dscluster.query import Query
+
+T = TypeVar("T")
+
+
+class ClientApp:
+    """What every command gets as ``ctx.obj``: runs an async function with the cluster."""
+
+    def __init__(self, conf_dir: Path) -> None:
+        self.conf_dir = conf_dir
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        async def main() -> T:
+            async with open_cluster(self.conf_dir) as ds:
+                return await fn(ds, *args)
+
+        return trio.run(main)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--conf", "conf_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("."), show_default=True, help="Client directory.")
+@click.pass_context
+def main(ctx: click.Context, conf_dir: Path) -> None:
+    """Use a dscluster cluster."""
+    ctx.obj = ClientApp(conf_dir)
+
+
+@main.command()
+@click.option("--bootstrapper", required=True, help="Bootstrapper multiaddr.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Client or read-only token (or DSCLUSTER_TOKEN / DSCLUSTER_TOKEN_FILE).")
+@click.pass_obj
+def init(app: ClientApp, bootstrapper: str, token_file: Path | None) -> None:
+    """Create this client's directory and fetch the cluster map."""
+    cfg = create_client(app.conf_dir, bootstrapper=bootstrapper,
+                        token=token_from(token_file, ("client", "readonly")))
+
+    async def fetch(ds: ClusterDatastore) -> int:
+        return ds.state.epoch
+
+    epoch = app.run(fetch)
+    kind = "read-only" if cfg.read_only_client else "read-write"
+    click.echo(f"{kind} client {cfg.peer_id} initialised; cluster map epoch {epoch}")
+
+
+@main.command()
+@click.argument("key")
+@click.argument("file", type=click.File("rb"), default="-")
+@click.pass_obj
+def put(app: ClientApp, key: str, file: Any) -> None:
+    """Store FILE (default: stdin) as the value of KEY."""
+    data = file.read()
+
+    async def go(ds: ClusterDatastore) -> None:
+        await ds.put(Key(key), data)
+
+    app.run(go)
+
+
+@main.command("get-key")
+@click.argument("key")
+@click.pass_obj
+def get_key(app: ClientApp, key: str) -> None:
+    """Write the value of KEY to stdout."""
+    value = app.run(lambda ds: ds.get(Key(key)))
+    sys.stdout.buffer.write(value)
+    sys.stdout.buffer.flush()
+
+
+@main.command()
+@click.argument("key")
+@click.pass_obj
+def has(app: ClientApp, key: str) -> None:
+    """Print whether KEY exists (exit code 0 if it does, 1 if not)."""
+    found = app.run(lambda ds: ds.has(Key(key)))
+    click.echo("yes" if found else "no")
+    if not found:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("keys", nargs=-1, required=True)
+@click.pass_obj
+def rm(app: ClientApp, keys: tuple[str, ...]) -> None:
+    """Delete KEYS (deleting a missing key is not an error)."""
+    async def go(ds: ClusterDatastore) -> None:
+        for k in keys:
+            await ds.delete(Key(k))
+
+    app.run(go)
+
+
+@main.command()
+@click.argument("prefix", default="/")
+@click.option("-l", "--long", "long_", is_flag=True, help="Show value sizes too.")
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="At most N keys.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip N keys.")
+@click.pass_obj
+def ls(app: ClientApp, prefix: str, long_: bool, limit: int, offset: int) -> None:
+    """List the keys under PREFIX (whole path segments), in key order."""
+    q = Query(prefix=prefix, keys_only=True, returns_sizes=long_, limit=limit, offset=offset)
+
+    async def go(ds: ClusterDatastore) -> None:
+        async for e in ds.query(q):
+            click.echo(f"{e.size:>10} {e.key}" if long_ else e.key)
+
+    app.run(go)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(app: ClientApp, as_json: bool) -> None:
+    """Nodes, addresses, slot ranges, reachability, key counts and disk usage."""
+    async def go(ds: ClusterDatastore) -> tuple[int, list[dict[str, Any]]]:
+        return ds.state.epoch, await ds.status()
+
+    epoch, rows = app.run(go)
+    if as_json:
+        click.echo(json.dumps({"epoch": epoch, "nodes": rows}, indent=2))
+    else:
+        click.echo(f"cluster map epoch {epoch}, {len(rows)} nodes")
+        for r in rows:
+            addr = r["addrs"][0] if r["addrs"] else "-"
+            if r.get("reachable"):
+                health = f"up    keys={r['keys']} disk={_human(r['disk_usage'])}"
+            else:
+                health = f"DOWN  {r.get('error', '')}"
+            click.echo(f"node {r['index']}  {r['peer_id'] or '(not joined)'}  {addr}  "
+                       f"slots {r['slots']}  {health}")
+    if not all(r.get("reachable") for r in rows):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("key")
+def hashslot(key: str) -> None:
+    """Print the hash slot of KEY (after cleaning it like the datastore does)."""
+    click.echo(slot_of(Key(key)))
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def entry() -> None:
+    run_cli(main, "dsclient")

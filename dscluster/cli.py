@@ -1,0 +1,67 @@
+"""`dscluster`: run a data node.
+
+    dscluster --conf=./srv01                                   # the bootstrapper
+    dscluster --conf=./srv02 --bootstrapper=MADDR --identity=1 --token-file=./srv01/node.token
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+import trio
+
+from .cliutil import run_cli, setup_logging
+from .config import CONFIG_FILE, LOG_LEVELS, STORE_KINDS, StoreConfig, load_node_config
+from .errors import ConfigError
+from .node.daemon import run_node
+from .provision import create_joining_node, token_from
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--conf", "conf_dir", required=True, type=click.Path(path_type=Path),
+              help="Node directory (config.json, identity, data).")
+@click.option("--bootstrapper", help="Bootstrapper multiaddr, to join a cluster.")
+@click.option("--identity", "index", type=click.IntRange(min=0),
+              help="Which member of the cluster this node becomes (with --bootstrapper).")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="The node token (or set DSCLUSTER_TOKEN / DSCLUSTER_TOKEN_FILE).")
+@click.option("--listen", help="Swarm multiaddr for a new node (default: a free loopback port).")
+@click.option("--store", type=click.Choice([k for k in STORE_KINDS if k != "memory"]),
+              help="Store backend for a new node (default flatfs).")
+@click.option("--mongodb", "mongodb_uri", help="MongoDB URI for --store mongo.")
+@click.option("--s3-listen", help="Serve the S3 gateway on HOST:PORT.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Default: from config (info).")
+def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file: Path | None,
+         listen: str | None, store: str | None, mongodb_uri: str | None,
+         s3_listen: str | None, log_level: str | None) -> None:
+    """Run a dscluster data node."""
+    if not (conf_dir / CONFIG_FILE).exists():
+        if bootstrapper is None or index is None:
+            raise ConfigError(
+                f"{conf_dir} has no {CONFIG_FILE}: create a cluster with 'dscfg cluster', or "
+                "join one with --bootstrapper=MADDR --identity=N"
+            )
+        store_cfg = StoreConfig(type=store or "flatfs", mongodb_uri=mongodb_uri)
+        create_joining_node(conf_dir, bootstrapper=bootstrapper, index=index,
+                            token=token_from(token_file, ("node",)), listen=listen,
+                            store=store_cfg)
+    cfg = load_node_config(conf_dir)
+    if index is not None and index != cfg.member_index:
+        raise ConfigError(f"{conf_dir} is identity {cfg.member_index}, not {index}")
+    if store is not None and store != cfg.store.type:
+        raise ConfigError(f"{conf_dir} uses the {cfg.store.type} store; it cannot switch to "
+                          f"{store} (its data would be left behind)")
+    if mongodb_uri is not None:
+        cfg.store = dataclasses.replace(cfg.store, mongodb_uri=mongodb_uri)
+    if bootstrapper is not None and not cfg.bootstrap_node:
+        cfg.bootstrapper = bootstrapper
+    if s3_listen is not None:
+        cfg.s3 = {**(cfg.s3 or {}), "listen": s3_listen}
+    setup_logging(log_level or cfg.log_level)
+    trio.run(run_node, conf_dir, cfg)
+
+
+def entry() -> None:
+    run_cli(main, "dscluster")

@@ -1,0 +1,64 @@
+"""What the three command-line programs share: one-line errors and logging set-up.
+
+Every error a user can cause ends as one readable line on stderr and a non-zero exit
+code; only a genuine bug shows a traceback, and then with a request to report it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import NoReturn
+
+import click
+
+from .concurrency import first_error
+from .errors import DSClusterError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_cli(group: click.Group, prog: str) -> NoReturn:
+    try:
+        try:
+            group.main(prog_name=prog, standalone_mode=False)
+        except BaseExceptionGroup as eg:
+            err = first_error(eg)
+            if err is None:
+                raise
+            raise err from None
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo(f"{prog}: aborted", err=True)
+        sys.exit(EXIT_ERROR)
+    except DSClusterError as e:
+        click.echo(f"{prog}: error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(EXIT_ERROR)
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        click.echo(f"{prog}: error:{where}: {e.strerror or e}", err=True)
+        sys.exit(EXIT_ERROR)
+    sys.exit(0)
+
+
+def fail(message: str) -> NoReturn:
+    raise click.ClickException(message)

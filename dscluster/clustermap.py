@@ -1,0 +1,199 @@
+"""The cluster map: one versioned value that says which node serves which slot.
+
+It holds an ``epoch`` (a monotonic integer), the member nodes (index, peer id,
+multiaddrs, state) and, for each of the 16384 slots, an ordered owner list of member
+indexes (first = primary, the rest = replicas). Replication factor 1 is what nodes do
+today, but the shape carries replicas already, so replication and resharding will change
+behaviour, not formats.
+
+A map is never edited in place: every change builds the next map with ``epoch + 1``
+(``ClusterMap.evolve``), so two maps with the same epoch are the same map.
+
+On disk and on the wire the owner lists are run-length encoded as
+``{"start": a, "end": b, "owners": [...]}`` with inclusive ends (as Redis Cluster prints
+slot ranges).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ClusterError, ConfigError
+from .keys import SLOT_COUNT, slot_of
+
+MAP_FORMAT_VERSION = 1
+PENDING = "pending"  # no node has claimed this member yet
+JOINED = "joined"
+MEMBER_STATES = (PENDING, JOINED)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    index: int
+    peer_id: str | None = None
+    addrs: tuple[str, ...] = ()
+    state: str = PENDING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.peer_id, "swarm": list(self.addrs),
+                "state": self.state}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Member:
+        try:
+            m = cls(int(d["index"]), d.get("id"), tuple(str(a) for a in d.get("swarm", ())),
+                    str(d.get("state", PENDING)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ClusterError(f"invalid member entry in cluster map: {e}") from None
+        if m.state not in MEMBER_STATES:
+            raise ClusterError(f"invalid member state {m.state!r}")
+        return m
+
+    def describe(self) -> str:
+        return f"node {self.index} ({self.peer_id or 'not joined yet'})"
+
+
+@dataclass(frozen=True)
+class ClusterMap:
+    epoch: int
+    members: tuple[Member, ...]
+    owners: tuple[tuple[int, ...], ...]  # one owner list per slot
+    replication: int = 1
+    _ranges: dict[int, list[tuple[int, int]]] = field(default_factory=dict, compare=False,
+                                                      repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.owners) != SLOT_COUNT:
+            raise ClusterError(f"cluster map must assign all {SLOT_COUNT} slots")
+        n = len(self.members)
+        for i, m in enumerate(self.members):
+            if m.index != i:
+                raise ClusterError("cluster map members must be numbered 0..n-1 in order")
+        for s, owners in enumerate(self.owners):
+            if not owners or any(not 0 <= o < n for o in owners):
+                raise ClusterError(f"slot {s} has an invalid owner list {owners}")
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def initial(cls, node_count: int) -> ClusterMap:
+        """Slots split evenly in contiguous ranges, like Redis Cluster's create."""
+        if node_count < 1:
+            raise ConfigError("a cluster needs at least one node")
+        if node_count > SLOT_COUNT:
+            raise ConfigError(f"a cluster has at most {SLOT_COUNT} nodes")
+        owners = []
+        for i in range(node_count):
+            lo, hi = i * SLOT_COUNT // node_count, (i + 1) * SLOT_COUNT // node_count
+            owners.extend([(i,)] * (hi - lo))
+        return cls(1, tuple(Member(i) for i in range(node_count)), tuple(owners))
+
+    def evolve(self, **changes: Any) -> ClusterMap:
+        """The next map: the given changes with the epoch advanced by one."""
+        return replace(self, epoch=self.epoch + 1, _ranges={}, **changes)
+
+    def with_member(self, member: Member) -> ClusterMap:
+        members = list(self.members)
+        members[member.index] = member
+        return self.evolve(members=tuple(members))
+
+    # -- lookups ------------------------------------------------------------------------
+    def owners_of_slot(self, slot: int) -> tuple[Member, ...]:
+        return tuple(self.members[i] for i in self.owners[slot])
+
+    def primary(self, key: str) -> Member:
+        return self.members[self.owners[slot_of(key)][0]]
+
+    def member_by_peer(self, peer_id: str) -> Member | None:
+        for m in self.members:
+            if m.peer_id == peer_id:
+                return m
+        return None
+
+    def slot_ranges(self, index: int) -> list[tuple[int, int]]:
+        """Inclusive slot ranges for which member ``index`` is primary."""
+        cached = self._ranges.get(index)
+        if cached is None:
+            cached = []
+            start = None
+            for s in range(SLOT_COUNT + 1):
+                mine = s < SLOT_COUNT and self.owners[s][0] == index
+                if mine and start is None:
+                    start = s
+                elif not mine and start is not None:
+                    cached.append((start, s - 1))
+                    start = None
+            self._ranges[index] = cached
+        return cached
+
+    def describe_ranges(self, index: int) -> str:
+        r = self.slot_ranges(index)
+        return ",".join(f"{a}-{b}" for a, b in r) if r else "no slots"
+
+    def serves(self, index: int, slot: int) -> bool:
+        """Whether member ``index`` answers for ``slot`` (primary; replicas later)."""
+        return self.owners[slot][0] == index
+
+    # -- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        runs: list[dict[str, Any]] = []
+        for s, owners in enumerate(self.owners):
+            if runs and runs[-1]["owners"] == list(owners):
+                runs[-1]["end"] = s
+            else:
+                runs.append({"start": s, "end": s, "owners": list(owners)})
+        return {
+            "version": MAP_FORMAT_VERSION,
+            "epoch": self.epoch,
+            "replication": self.replication,
+            "nodes": [m.to_dict() for m in self.members],
+            "slots": runs,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClusterMap:
+        if not isinstance(d, dict):
+            raise ClusterError("cluster map must be an object")
+        version = d.get("version")
+        if version != MAP_FORMAT_VERSION:
+            raise ClusterError(
+                f"cluster map format version {version!r} is not supported "
+                f"(this dscluster reads version {MAP_FORMAT_VERSION})"
+            )
+        try:
+            members = tuple(Member.from_dict(m) for m in d["nodes"])
+            owners: list[tuple[int, ...]] = [()] * SLOT_COUNT
+            for run in d["slots"]:
+                start, end = int(run["start"]), int(run["end"])
+                if not 0 <= start <= end < SLOT_COUNT:
+                    raise ClusterError(f"invalid slot range {start}-{end}")
+                ol = tuple(int(o) for o in run["owners"])
+                for s in range(start, end + 1):
+                    owners[s] = ol
+            return cls(int(d["epoch"]), members, tuple(owners), int(d.get("replication", 1)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ClusterError(f"invalid cluster map: {e!r}") from None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterMap:
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"cluster map {path} does not exist") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"cluster map {path} is not valid JSON: {e}") from None
+
+
+def group_by_primary(cmap: ClusterMap, keys: Sequence[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for k in keys:
+        out.setdefault(cmap.owners[slot_of(k)][0], []).append(k)
+    return out

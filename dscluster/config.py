@@ -1,0 +1,234 @@
+"""Node and client configuration: schema, validation, load and save.
+
+A node or client is a directory (``--conf=DIR``) holding ``config.json`` plus the files
+it names: the identity key, the token, the cached cluster map and (for nodes) the data.
+Field names follow go-ds-cluster where the meaning is the same (identity,
+addresses.swarm, bootstrap_node, disable_delete, read_only_client). Every file carries
+``version``; older versions are migrated forward when read (there is only version 1
+so far).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .identity import write_private_file
+from .limits import Limits
+
+CONFIG_VERSION = 1
+CONFIG_FILE = "config.json"
+IDENTITY_FILE = "identity.key"
+MAP_FILE = "clustermap.json"
+STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (dscfg fixes ports at generation time)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StoreConfig:
+    type: str = "flatfs"
+    path: str = "data"
+    sync: bool = True
+    mongodb_uri: str | None = None
+    mongodb_database: str = "dscluster"
+
+    def __post_init__(self) -> None:
+        if self.type not in STORE_KINDS:
+            raise ConfigError(
+                f"store.type {self.type!r} is not one of {', '.join(STORE_KINDS)}"
+            )
+        if self.type == "mongo" and not self.mongodb_uri:
+            raise ConfigError("store.type mongo needs store.mongodb_uri (or --mongodb URI)")
+
+
+@dataclass
+class Timeouts:
+    connect: float = 5.0
+    request: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.connect <= 0 or self.request <= 0:
+            raise ConfigError("timeouts must be positive numbers of seconds")
+
+
+def _section(cls: type, d: Any, name: str) -> Any:
+    if d is None:
+        return cls()
+    if not isinstance(d, dict):
+        raise ConfigError(f"{name} must be an object")
+    try:
+        return cls(**d)
+    except TypeError as e:
+        raise ConfigError(f"invalid {name} section: {e}") from None
+
+
+@dataclass
+class NodeConfig:
+    peer_id: str
+    swarm: list[str]
+    bootstrap_node: bool = False
+    bootstrapper: str | None = None
+    member_index: int = 0
+    store: StoreConfig = field(default_factory=StoreConfig)
+    limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    disable_delete: bool = False
+    log_level: str = "info"
+    s3: dict[str, Any] | None = None
+    key_file: str = IDENTITY_FILE
+    token_file: str = "node.token"
+    map_file: str = MAP_FILE
+
+    def __post_init__(self) -> None:
+        if not self.swarm:
+            raise ConfigError("addresses.swarm must list at least one multiaddr")
+        if not self.bootstrap_node and not self.bootstrapper:
+            raise ConfigError("a node that is not the bootstrapper needs bootstrap_address")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.member_index < 0:
+            raise ConfigError("identity.index must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "version": CONFIG_VERSION,
+            "identity": {"peer_id": self.peer_id, "key_file": self.key_file,
+                         "index": self.member_index},
+            "addresses": {"swarm": self.swarm},
+            "bootstrap_node": self.bootstrap_node,
+            "bootstrap_address": self.bootstrapper,
+            "token_file": self.token_file,
+            "cluster_map_file": self.map_file,
+            "store": vars(self.store),
+            "limits": self.limits.to_dict(),
+            "timeouts": vars(self.timeouts),
+            "disable_delete": self.disable_delete,
+            "log_level": self.log_level,
+        }
+        if self.s3 is not None:
+            d["s3"] = self.s3
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NodeConfig:
+        _check_version(d, "node")
+        try:
+            ident = d["identity"]
+            return cls(
+                peer_id=str(ident["peer_id"]),
+                key_file=str(ident.get("key_file", IDENTITY_FILE)),
+                member_index=int(ident.get("index", 0)),
+                swarm=[str(a) for a in d["addresses"]["swarm"]],
+                bootstrap_node=bool(d.get("bootstrap_node", False)),
+                bootstrapper=d.get("bootstrap_address"),
+                token_file=str(d.get("token_file", "node.token")),
+                map_file=str(d.get("cluster_map_file", MAP_FILE)),
+                store=_section(StoreConfig, d.get("store"), "store"),
+                limits=Limits.from_dict(d.get("limits")),
+                timeouts=_section(Timeouts, d.get("timeouts"), "timeouts"),
+                disable_delete=bool(d.get("disable_delete", False)),
+                log_level=str(d.get("log_level", "info")),
+                s3=d.get("s3"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"invalid node config: missing or bad field {e}") from None
+
+
+@dataclass
+class ClientConfig:
+    peer_id: str
+    bootstrapper: str
+    read_only_client: bool = False
+    limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    key_file: str = IDENTITY_FILE
+    token_file: str = "client.token"
+    map_file: str = MAP_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CONFIG_VERSION,
+            "identity": {"peer_id": self.peer_id, "key_file": self.key_file},
+            "bootstrap_address": self.bootstrapper,
+            "read_only_client": self.read_only_client,
+            "token_file": self.token_file,
+            "cluster_map_file": self.map_file,
+            "limits": self.limits.to_dict(),
+            "timeouts": vars(self.timeouts),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClientConfig:
+        _check_version(d, "client")
+        try:
+            return cls(
+                peer_id=str(d["identity"]["peer_id"]),
+                key_file=str(d["identity"].get("key_file", IDENTITY_FILE)),
+                bootstrapper=str(d["bootstrap_address"]),
+                read_only_client=bool(d.get("read_only_client", False)),
+                token_file=str(d.get("token_file", "client.token")),
+                map_file=str(d.get("cluster_map_file", MAP_FILE)),
+                limits=Limits.from_dict(d.get("limits")),
+                timeouts=_section(Timeouts, d.get("timeouts"), "timeouts"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"invalid client config: missing or bad field {e}") from None
+
+
+def _check_version(d: Any, what: str) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what} config must be a JSON object")
+    v = d.get("version")
+    if v != CONFIG_VERSION:
+        raise ConfigError(
+            f"{what} config version {v!r} is not supported (this dscluster reads "
+            f"version {CONFIG_VERSION})"
+        )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def write_config(path: Path, data: dict[str, Any]) -> None:
+    """Config files may hold S3 secrets, so they are private files too."""
+    write_private_file(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def load_node_config(conf_dir: Path) -> NodeConfig:
+    return NodeConfig.from_dict(read_json(conf_dir / CONFIG_FILE))
+
+
+def load_client_config(conf_dir: Path) -> ClientConfig:
+    return ClientConfig.from_dict(read_json(conf_dir / CONFIG_FILE))
+
+
+def save_node_config(conf_dir: Path, cfg: NodeConfig) -> None:
+    write_config(conf_dir / CONFIG_FILE, cfg.to_dict())
+
+
+def resolve(conf_dir: Path, name: str) -> Path:
+    p = Path(os.path.expanduser(name))
+    return p if p.is_absolute() else conf_dir / p

@@ -1,0 +1,37 @@
+"""The transport interface: byte streams between authenticated peers.
+
+A transport opens a stream to a peer (by peer id and addresses) and hands incoming
+streams to one handler. Both ends know the other's *authenticated* peer id — the
+transport's job — so the cluster's own authorisation can bind its proofs to it.
+Handlers do not know which transport carried a stream; libp2p is the first one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+
+class ByteStream(Protocol):
+    remote_peer: str
+
+    async def send_all(self, data: bytes) -> None: ...
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        """At least one byte, or b"" once the peer has finished sending."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+StreamHandler = Callable[[ByteStream], Awaitable[None]]
+
+
+class Transport(Protocol):
+    peer_id: str
+
+    def listen_addrs(self) -> list[str]: ...
+
+    async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> ByteStream: ...
+
+    def set_handler(self, handler: StreamHandler) -> None: ...

@@ -1,0 +1,162 @@
+"""The libp2p transport: Ed25519 identity, Noise only, yamux, TCP.
+
+py-libp2p's defaults are wrong for us in three measured ways: its default host also
+accepts the unencrypted /plaintext/2.0.0 security (we pass Noise as the only security
+option), each dial waits 250 ms unless ``max_connections_per_peer=1``, and its
+``read_exactly`` gives up after 100 partial reads (our codec buffers partial frames
+itself, so only plain ``read`` is used).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import multiaddr
+import trio
+from libp2p import create_yamux_muxer_option, new_host
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.stream.exceptions import StreamEOF, StreamError
+from libp2p.network.stream.net_stream import INetStream
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+
+from ..errors import ConfigError, Unavailable
+from .base import StreamHandler
+
+PROTOCOL = TProtocol("/dscluster/kv/1.0.0")
+log = logging.getLogger(__name__)
+
+# libp2p logs every stream state change at INFO; that is noise for an operator
+for _name in ("libp2p", "multiaddr", "aioquic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+class Libp2pStream:
+    __slots__ = ("_s", "remote_peer")
+
+    def __init__(self, s: INetStream) -> None:
+        self._s = s
+        self.remote_peer = s.muxed_conn.peer_id.to_base58()
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self._s.write(data)
+        except (StreamError, OSError) as e:
+            raise Unavailable(
+                f"stream to {self.remote_peer} failed: {e or type(e).__name__}"
+            ) from None
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            return await self._s.read(max_bytes)
+        except StreamEOF:
+            return b""
+        except (StreamError, OSError) as e:
+            raise Unavailable(
+                f"stream from {self.remote_peer} failed: {e or type(e).__name__}"
+            ) from None
+
+    async def aclose(self) -> None:
+        try:
+            await self._s.close()
+        except Exception:  # closing a dead stream is not an error worth reporting
+            log.debug("closing stream to %s failed", self.remote_peer, exc_info=True)
+
+
+def parse_maddr(text: str) -> multiaddr.Multiaddr:
+    try:
+        return multiaddr.Multiaddr(text)
+    except Exception as e:  # multiaddr raises several types for bad input
+        raise ConfigError(f"invalid multiaddr {text!r}: {e}") from None
+
+
+def split_p2p_maddr(text: str) -> tuple[str, str]:
+    """'/ip4/…/tcp/…/p2p/ID' -> ('/ip4/…/tcp/…', 'ID')."""
+    ma = parse_maddr(text)
+    try:
+        peer = ma.value_for_protocol("p2p")
+    except Exception:
+        peer = None
+    if not peer:
+        raise ConfigError(f"multiaddr {text!r} has no /p2p/<peer id> part")
+    return str(ma.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}"))), str(peer)
+
+
+class Libp2pTransport:
+    def __init__(self, key_pair: KeyPair, connect_timeout: float = 5.0) -> None:
+        self._kp = key_pair
+        self._connect_timeout = connect_timeout
+        sec = {
+            NOISE_PROTOCOL_ID: NoiseTransport(
+                key_pair, noise_privkey=new_x25519_key_pair().private_key
+            )
+        }
+        self.host = new_host(
+            key_pair=key_pair,
+            sec_opt=sec,
+            muxer_opt=create_yamux_muxer_option(),
+            connection_config=ConnectionConfig(
+                max_connections_per_peer=1, dial_timeout=connect_timeout
+            ),
+        )
+        self.peer_id = self.host.get_id().to_base58()
+        self._dial_locks: dict[str, trio.Lock] = {}
+
+    def listen_addrs(self) -> list[str]:
+        # get_addrs() appends /p2p/<id>; the map stores bare transport addresses
+        return [str(a).split("/p2p/")[0] for a in self.host.get_addrs()]
+
+    def set_handler(self, handler: StreamHandler) -> None:
+        async def on_stream(s: INetStream) -> None:
+            stream = Libp2pStream(s)
+            try:
+                await handler(stream)
+            finally:
+                await stream.aclose()
+
+        self.host.set_stream_handler(PROTOCOL, on_stream)
+
+    async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> Libp2pStream:
+        pid = ID.from_base58(peer_id)
+        # one dial per peer at a time, so a burst of requesters shares one connection
+        lock = self._dial_locks.setdefault(peer_id, trio.Lock())
+        try:
+            with trio.fail_after(self._connect_timeout):
+                async with lock:
+                    if not self.host.get_network().get_connections(pid):
+                        info = PeerInfo(pid, [parse_maddr(a) for a in addrs])
+                        await self.host.connect(info)
+                s = await self.host.new_stream(pid, [PROTOCOL])
+        except trio.TooSlowError:
+            raise Unavailable(
+                f"peer {peer_id} at {', '.join(addrs) or 'no address'} did not answer "
+                f"within {self._connect_timeout:g}s"
+            ) from None
+        except Unavailable:
+            raise
+        except Exception as e:  # libp2p raises many unrelated types when a dial fails
+            raise Unavailable(
+                f"cannot reach peer {peer_id} at {', '.join(addrs) or 'no address'}: "
+                f"{e or type(e).__name__}"
+            ) from None
+        return Libp2pStream(s)
+
+
+@asynccontextmanager
+async def open_libp2p_transport(
+    key_pair: KeyPair, listen: Sequence[str] = (), connect_timeout: float = 5.0
+) -> AsyncIterator[Libp2pTransport]:
+    t = Libp2pTransport(key_pair, connect_timeout)
+    addrs = [parse_maddr(a) for a in listen]
+    try:
+        async with t.host.run(addrs):
+            yield t
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {', '.join(listen)}: {e.strerror or e}") from None

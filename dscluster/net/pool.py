@@ -1,0 +1,79 @@
+"""Authenticated channels to peers, opened once and reused.
+
+Opening a libp2p stream and running the handshake costs round trips, so channels go
+back to an idle list after each request. A channel is reused only if its conversation
+is back in the IDLE state — a request that was cancelled or broke mid-way leaves it in
+another state, and such a channel is closed instead. A per-peer semaphore bounds how
+many streams one process opens to one peer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import trio
+
+from .. import wire
+from ..auth import Token
+from ..limits import Limits
+from .base import Transport
+from .channel import MessageChannel
+from .handshake import client_handshake
+
+DEFAULT_STREAMS_PER_PEER = 32
+
+
+class ChannelPool:
+    def __init__(
+        self,
+        transport: Transport,
+        token: Token,
+        limits: Limits,
+        *,
+        streams_per_peer: int = DEFAULT_STREAMS_PER_PEER,
+        on_epoch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.token = token
+        self.limits = limits
+        self._streams_per_peer = streams_per_peer
+        self._idle: dict[str, list[MessageChannel]] = {}
+        self._slots: dict[str, trio.Semaphore] = {}
+        self._on_epoch = on_epoch
+
+    async def _open(self, peer_id: str, addrs: Sequence[str]) -> MessageChannel:
+        stream = await self.transport.open_stream(peer_id, addrs)
+        chan = MessageChannel(stream, wire.Connection(wire.Role.CLIENT, self.limits))
+        try:
+            welcome = await client_handshake(chan, self.token, self.transport.peer_id)
+        except BaseException:
+            await chan.aclose()
+            raise
+        if self._on_epoch is not None:
+            self._on_epoch(welcome.epoch)
+        return chan
+
+    @asynccontextmanager
+    async def channel(self, peer_id: str, addrs: Sequence[str]) -> AsyncIterator[MessageChannel]:
+        sem = self._slots.setdefault(peer_id, trio.Semaphore(self._streams_per_peer))
+        async with sem:
+            idle = self._idle.setdefault(peer_id, [])
+            chan = idle.pop() if idle else await self._open(peer_id, addrs)
+            try:
+                yield chan
+            finally:
+                if chan.conn.state is wire.State.IDLE:
+                    idle.append(chan)
+                else:
+                    with trio.CancelScope(shield=True):
+                        await chan.aclose()
+
+    async def forget(self, peer_id: str) -> None:
+        """Close idle channels to a peer (after it moved or failed)."""
+        for chan in self._idle.pop(peer_id, []):
+            await chan.aclose()
+
+    async def aclose(self) -> None:
+        for peer in list(self._idle):
+            await self.forget(peer)

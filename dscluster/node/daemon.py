@@ -1,0 +1,118 @@
+"""Running one data node: config -> identity, store, transport, server, membership.
+
+Everything runs in one nursery owned by ``run_node``; SIGINT/SIGTERM cancel it, and the
+store is closed (shielded) on the way out so that it is marked cleanly shut down.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from ..auth import Token
+from ..client.datastore import ClusterDatastore
+from ..cluster.bootstrapper import Bootstrapper
+from ..cluster.membership import Membership
+from ..cluster.state import ClusterState
+from ..clustermap import JOINED, ClusterMap, Member
+from ..config import NodeConfig, resolve
+from ..errors import ConfigError
+from ..identity import load_identity, peer_id_of
+from ..net.libp2p import open_libp2p_transport, split_p2p_maddr
+from ..net.pool import ChannelPool
+from ..store import open_store
+from .server import NodeServer
+
+log = logging.getLogger("dscluster.node")
+JOIN_DEADLINE = 30.0
+
+
+async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
+    kp = load_identity(resolve(conf_dir, cfg.key_file))
+    peer_id = peer_id_of(kp)
+    if peer_id != cfg.peer_id:
+        raise ConfigError(f"{conf_dir}: identity key does not match identity.peer_id")
+    token = Token.load(resolve(conf_dir, cfg.token_file))
+    if token.role != "node":
+        raise ConfigError(
+            f"a node needs the node token; {cfg.token_file} holds a {token.role} token")
+    map_path = resolve(conf_dir, cfg.map_file)
+    cached = ClusterMap.load(map_path) if map_path.exists() else None
+    if cfg.bootstrap_node and cached is None:
+        raise ConfigError(f"the bootstrapper needs its cluster map at {map_path}")
+
+    store = open_store(cfg.store.type, resolve(conf_dir, cfg.store.path), sync=cfg.store.sync,
+                       mongodb_uri=cfg.store.mongodb_uri,
+                       mongodb_database=cfg.store.mongodb_database)
+    try:
+        async with open_libp2p_transport(kp, cfg.swarm, cfg.timeouts.connect) as transport:
+            addrs = transport.listen_addrs()
+            pool = ChannelPool(transport, token, cfg.limits)
+            membership: Membership | None = None
+            on_join = None
+            if cfg.bootstrap_node:
+                assert cached is not None
+                state = ClusterState(cached, map_path)
+                boot = Bootstrapper(state, cfg.member_index)
+                boot.claim(cfg.member_index, peer_id, tuple(addrs))
+                on_join = boot.on_join
+                boot_contact: tuple[str, Sequence[str]] = (peer_id, addrs)
+            else:
+                assert cfg.bootstrapper is not None
+                baddr, bpeer = split_p2p_maddr(cfg.bootstrapper)
+                boot_contact = (bpeer, [baddr])
+                membership = Membership(pool, boot_contact, cfg.member_index, addrs,
+                                        cfg.timeouts.request)
+                me = Member(cfg.member_index, peer_id, tuple(addrs), JOINED)
+                if cached is not None and me in cached.members:
+                    state = ClusterState(cached, map_path)
+                else:
+                    state = ClusterState(await membership.join(JOIN_DEADLINE), map_path)
+                    state.map.save(map_path)
+
+            server = NodeServer(store=store, state=state, member_index=cfg.member_index,
+                                peer_id=peer_id, secret=token.key, limits=cfg.limits,
+                                disable_delete=cfg.disable_delete, on_join=on_join)
+            transport.set_handler(server.handle_stream)
+            async with trio.open_nursery() as nursery:
+                if membership is not None:
+                    # after a restart from the cache, announce ourselves again
+                    nursery.start_soon(lambda: membership.follow(state, rejoin=True))
+                if cfg.s3 and cfg.s3.get("listen"):
+                    ds = ClusterDatastore(pool, state, bootstrapper=boot_contact,
+                                          limits=cfg.limits,
+                                          request_timeout=cfg.timeouts.request)
+                    await _start_s3(nursery, ds, cfg)
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+                log.info(
+                    "node %d ready: %s/p2p/%s, slots %s, store %s, map epoch %d",
+                    cfg.member_index, addrs[0], peer_id,
+                    state.map.describe_ranges(cfg.member_index), store.kind, state.epoch,
+                )
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.close()
+        log.info("node %d stopped", cfg.member_index)
+
+
+async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig) -> None:
+    # imported here so a node without a gateway does not load the HTTP stack
+    from ..s3.server import serve_s3
+    from ..s3.settings import S3Settings
+
+    settings = S3Settings.from_dict({**(cfg.s3 or {}),
+                                     "max_value_size": cfg.limits.max_value_bytes})
+    bound = await nursery.start(serve_s3, ds, settings)
+    log.info("S3 gateway listening on http://%s", bound)
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for sig in signals:
+            log.info("received %s, shutting down", signal.Signals(sig).name)
+            scope.cancel()
+            return

@@ -1,0 +1,136 @@
+"""Creating node, cluster and client directories (used by dscfg, dscluster, dsclient).
+
+Each directory gets its own fresh Ed25519 identity, written 0600 where it will be used;
+tokens are copied into the directory that needs them, 0600 as well.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .auth import Token, new_secret
+from .clustermap import JOINED, ClusterMap, Member
+from .config import (
+    CONFIG_FILE,
+    ClientConfig,
+    NodeConfig,
+    StoreConfig,
+    free_tcp_port,
+    resolve,
+    save_node_config,
+    write_config,
+)
+from .errors import ConfigError
+from .identity import new_identity, peer_id_of, save_identity
+from .net.libp2p import parse_maddr, split_p2p_maddr
+
+TOKEN_ENV = "DSCLUSTER_TOKEN"
+TOKEN_FILE_ENV = "DSCLUSTER_TOKEN_FILE"
+
+
+@dataclass(frozen=True)
+class ClusterFiles:
+    bootstrapper: str  # full multiaddr with /p2p/<id>
+    node_token: Path
+    client_token: Path
+    readonly_token: Path
+
+
+def _fresh_dir(d: Path) -> None:
+    if (d / CONFIG_FILE).exists():
+        raise ConfigError(f"{d} already holds a configuration; choose an empty directory")
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+
+
+def _listen_addr(host: str, port: int | None) -> str:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"--host must be an IP address, got {host!r}") from None
+    proto = "ip4" if ip.version == 4 else "ip6"
+    return f"/{proto}/{host}/tcp/{port or free_tcp_port(host)}"
+
+
+def create_cluster(d: Path, node_count: int, *, host: str = "127.0.0.1",
+                   port: int | None = None, store: StoreConfig | None = None,
+                   s3: dict | None = None) -> ClusterFiles:
+    """The bootstrapper's directory: its identity, the secret's tokens, the first map."""
+    cmap = ClusterMap.initial(node_count)
+    _fresh_dir(d)
+    kp = new_identity()
+    peer = peer_id_of(kp)
+    swarm = _listen_addr(host, port)
+    secret = new_secret()
+    files = ClusterFiles(f"{swarm}/p2p/{peer}", d / "node.token", d / "client.token",
+                         d / "readonly.token")
+    save_identity(d / "identity.key", kp)
+    for role, path in (("node", files.node_token), ("client", files.client_token),
+                       ("readonly", files.readonly_token)):
+        Token.for_role(secret, role).save(path)
+    cmap = ClusterMap(cmap.epoch, (Member(0, peer, (swarm,), JOINED), *cmap.members[1:]),
+                      cmap.owners)
+    cmap.save(d / "clustermap.json")
+    save_node_config(d, NodeConfig(peer_id=peer, swarm=[swarm], bootstrap_node=True,
+                                   member_index=0, store=store or StoreConfig(), s3=s3))
+    return files
+
+
+def token_from(token_file: Path | None, expect: tuple[str, ...]) -> Token:
+    """The token given by flag, or DSCLUSTER_TOKEN, or DSCLUSTER_TOKEN_FILE."""
+    if token_file is not None:
+        tok = Token.load(token_file)
+    elif os.environ.get(TOKEN_ENV):
+        tok = Token.parse(os.environ[TOKEN_ENV])
+    elif os.environ.get(TOKEN_FILE_ENV):
+        tok = Token.load(Path(os.environ[TOKEN_FILE_ENV]))
+    else:
+        raise ConfigError(
+            f"a {' or '.join(expect)} token is needed: pass --token-file FILE or set "
+            f"{TOKEN_ENV} / {TOKEN_FILE_ENV} (dscfg cluster wrote the tokens next to "
+            "the bootstrapper's config)"
+        )
+    if tok.role not in expect:
+        raise ConfigError(f"this needs a {' or '.join(expect)} token, got a {tok.role} token")
+    return tok
+
+
+def create_joining_node(d: Path, *, bootstrapper: str, index: int, token: Token,
+                        listen: str | None = None, store: StoreConfig | None = None
+                        ) -> NodeConfig:
+    split_p2p_maddr(bootstrapper)  # validate before writing anything
+    if listen is None:
+        host = parse_maddr(bootstrapper).value_for_protocol("ip4")
+        if host is None or not ipaddress.ip_address(host).is_loopback:
+            raise ConfigError(
+                "the bootstrapper is not on this machine's loopback; give --listen "
+                "/ip4/<this host's address>/tcp/<port> so other nodes can reach this one"
+            )
+        listen = _listen_addr(host, None)
+    parse_maddr(listen)
+    _fresh_dir(d)
+    kp = new_identity()
+    save_identity(d / "identity.key", kp)
+    token.save(d / "node.token")
+    cfg = NodeConfig(peer_id=peer_id_of(kp), swarm=[listen], bootstrapper=bootstrapper,
+                     member_index=index, store=store or StoreConfig())
+    save_node_config(d, cfg)
+    return cfg
+
+
+def create_client(path: Path, *, bootstrapper: str, token: Token) -> ClientConfig:
+    """A client directory; ``path`` is the directory or its config.json."""
+    d = path.parent if path.suffix == ".json" else path
+    split_p2p_maddr(bootstrapper)
+    _fresh_dir(d)
+    kp = new_identity()
+    save_identity(d / "identity.key", kp)
+    token_name = "readonly.token" if token.role == "readonly" else "client.token"
+    token.save(d / token_name)
+    cfg = ClientConfig(peer_id=peer_id_of(kp), bootstrapper=bootstrapper,
+                       read_only_client=token.role == "readonly", token_file=token_name)
+    write_config(resolve(d, CONFIG_FILE), cfg.to_dict())
+    return cfg

@@ -1,0 +1,154 @@
+"""Sans-IO framing and the conversation state of one stream.
+
+Theory of operation (as h11): ``Connection`` never touches a socket. Feed it bytes with
+``receive_data``; pull messages with ``next_event`` (``NEED_DATA`` when a frame is not
+complete yet); turn a message into bytes with ``send``. A frame is a 4-byte big-endian
+length followed by that many bytes of msgpack. A frame announcing more than the limit
+is refused as soon as its header arrives — nothing of it is buffered.
+
+Both ends track one conversation in ``TRANSITIONS``: the handshake (Hello, Challenge,
+Auth, Welcome), then strictly alternating request and response. A message that is not
+allowed next is a LocalProtocolError when we try to send it and a RemoteProtocolError
+when the peer sends it. An Error ends the handshake (the stream is closed) but after
+Welcome it only answers the request, and the stream carries on.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Final
+
+import msgpack
+
+from ..errors import LocalProtocolError, RemoteProtocolError, TooLarge
+from ..limits import Limits
+from ._messages import Message, decode_message
+
+_HEADER = struct.Struct(">I")
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    START = "start"  # client sends Hello
+    HELLO = "hello"  # server answers Challenge (or Error)
+    CHALLENGE = "challenge"  # client sends Auth
+    AUTH = "auth"  # server answers Welcome (or Error)
+    IDLE = "idle"  # client sends a request
+    BUSY = "busy"  # server answers the request
+    CLOSED = "closed"
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+
+# (state, sender, message kind) -> next state
+TRANSITIONS: dict[tuple[State, Role, str], State] = {
+    (State.START, Role.CLIENT, "hello"): State.HELLO,
+    (State.HELLO, Role.SERVER, "challenge"): State.CHALLENGE,
+    (State.HELLO, Role.SERVER, "error"): State.CLOSED,
+    (State.CHALLENGE, Role.CLIENT, "auth"): State.AUTH,
+    (State.AUTH, Role.SERVER, "welcome"): State.IDLE,
+    (State.AUTH, Role.SERVER, "error"): State.CLOSED,
+    (State.IDLE, Role.CLIENT, "request"): State.BUSY,
+    (State.BUSY, Role.SERVER, "response"): State.IDLE,
+    (State.BUSY, Role.SERVER, "error"): State.IDLE,
+}
+
+
+def encode_frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+class Connection:
+    """One end of one stream."""
+
+    def __init__(self, role: Role, limits: Limits | None = None) -> None:
+        self.our_role = role
+        self.their_role = Role.SERVER if role is Role.CLIENT else Role.CLIENT
+        self.limits = limits or Limits()
+        self.max_frame = self.limits.max_frame_bytes
+        self.state = State.START
+        self._buf = bytearray()
+        self._want: int | None = None  # body length of the frame being received
+
+    # -- sending ------------------------------------------------------------------------
+    def send(self, msg: Message) -> bytes:
+        self.state = self._advance(self.our_role, msg, LocalProtocolError)
+        payload = msgpack.packb(msg.to_wire(), use_bin_type=True)
+        if len(payload) > self.max_frame:
+            raise TooLarge(
+                f"{type(msg).__name__} frame of {len(payload)} bytes exceeds the "
+                f"{self.max_frame}-byte frame limit"
+            )
+        return encode_frame(payload)
+
+    def send_final_error(self, msg: Message) -> bytes:
+        """Encode a last Error after a protocol violation, whatever the state; the
+        stream is over afterwards."""
+        self.state = State.CLOSED
+        return encode_frame(msgpack.packb(msg.to_wire(), use_bin_type=True))
+
+    # -- receiving ----------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_event(self) -> Message | _NeedData:
+        if self._want is None:
+            if len(self._buf) < _HEADER.size:
+                return NEED_DATA
+            (n,) = _HEADER.unpack_from(self._buf)
+            if n > self.max_frame:
+                self.state = State.CLOSED
+                raise TooLarge(
+                    f"peer announced a {n}-byte frame; the limit is {self.max_frame} bytes"
+                )
+            del self._buf[: _HEADER.size]
+            self._want = n
+        if len(self._buf) < self._want:
+            return NEED_DATA
+        payload = bytes(self._buf[: self._want])
+        del self._buf[: self._want]
+        self._want = None
+        try:
+            obj = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        except Exception as e:  # msgpack raises several unrelated types for bad input
+            self.state = State.CLOSED
+            raise RemoteProtocolError(f"undecodable frame: {e}") from None
+        try:
+            msg = decode_message(obj)
+            self.state = self._advance(self.their_role, msg, RemoteProtocolError)
+        except RemoteProtocolError:
+            self.state = State.CLOSED
+            raise
+        return msg
+
+    @property
+    def mid_frame(self) -> bool:
+        """Whether part of a frame has arrived (EOF now would cut a frame)."""
+        return self._want is not None or bool(self._buf)
+
+    @property
+    def pending_bytes(self) -> int:
+        """How many more bytes the frame in progress needs (0 if none)."""
+        if self._want is None:
+            return 0
+        return max(0, self._want - len(self._buf))
+
+    def _advance(
+        self, sender: Role, msg: Message, err: type[LocalProtocolError | RemoteProtocolError]
+    ) -> State:
+        nxt = TRANSITIONS.get((self.state, sender, msg.KIND))
+        if nxt is None:
+            raise err(
+                f"{sender.value} may not send {type(msg).__name__} in state {self.state.value}"
+            )
+        return nxt

@@ -26,6 +26,11 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # py-libp2p logs every stream state change at INFO and a peer hanging up (which our
+    # own layer reports) at ERROR; only debugging wants to see that
+    quiet = logging.DEBUG if level == "debug" else logging.CRITICAL
+    for name in ("libp2p", "multiaddr", "aioquic"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def run_cli(group: click.Group, prog: str) -> NoReturn:
@@ -39,6 +44,10 @@ def run_cli(group: click.Group, prog: str) -> NoReturn:
             raise err from None
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else prog
+        click.echo(f"{prog}: error: {e.format_message()} (see '{where} --help')", err=True)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

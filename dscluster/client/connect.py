@@ -16,7 +16,7 @@ import trio
 from ..auth import Token
 from ..cluster.state import ClusterState
 from ..clustermap import ClusterMap
-from ..config import ClientConfig, load_client_config, resolve
+from ..config import CONFIG_FILE, ClientConfig, load_client_config, resolve
 from ..errors import ConfigError
 from ..identity import load_identity, peer_id_of
 from ..net.libp2p import open_libp2p_transport, split_p2p_maddr
@@ -32,6 +32,11 @@ def _placeholder_map() -> ClusterMap:
 
 @asynccontextmanager
 async def open_cluster(conf_dir: Path) -> AsyncIterator[ClusterDatastore]:
+    if not (conf_dir / CONFIG_FILE).exists():
+        raise ConfigError(
+            f"{conf_dir} is not a client directory (no {CONFIG_FILE}); create it with: "
+            f"dsclient --conf={conf_dir} init --bootstrapper=MADDR --token-file=FILE"
+        )
     cfg: ClientConfig = load_client_config(conf_dir)
     kp = load_identity(resolve(conf_dir, cfg.key_file))
     if peer_id_of(kp) != cfg.peer_id:

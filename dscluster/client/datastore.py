@@ -16,6 +16,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 from collections import deque
@@ -123,12 +124,12 @@ class ClusterDatastore:
             except (Unavailable, trio.TooSlowError) as e:
                 await self.pool.forget(member.peer_id)
                 if not refreshed:
+                    # once: the node may have restarted (a pooled stream died with it) or
+                    # moved (a newer map knows where); all our requests are idempotent
                     refreshed = True
-                    try:
-                        if await self.refresh_map():
-                            continue
-                    except Unavailable:
-                        pass
+                    with contextlib.suppress(Unavailable):
+                        await self.refresh_map()
+                    continue
                 why = str(e) or f"no answer within {self.request_timeout:g}s"
                 raise Unavailable(f"{self._describe(member)} is unavailable: {why}") from None
         raise ClusterError(f"too many redirects (map epoch {self.state.epoch})")

@@ -16,7 +16,7 @@ import trio
 
 from .. import wire
 from ..clustermap import ClusterMap
-from ..errors import DSClusterError, Forbidden, InvalidArgument, Unavailable
+from ..errors import DSClusterError, Forbidden, InvalidArgument, Unauthorized, Unavailable
 from ..net.pool import ChannelPool
 from .state import ClusterState
 
@@ -53,7 +53,7 @@ class Membership:
             while True:
                 try:
                     return await self.join_once()
-                except (Forbidden, InvalidArgument):
+                except (Forbidden, InvalidArgument, Unauthorized):
                     raise  # the bootstrapper said no: retrying will not change that
                 except (DSClusterError, trio.TooSlowError) as e:
                     last = e

@@ -33,9 +33,6 @@ from .base import StreamHandler
 PROTOCOL = TProtocol("/dscluster/kv/1.0.0")
 log = logging.getLogger(__name__)
 
-# libp2p logs every stream state change at INFO; that is noise for an operator
-for _name in ("libp2p", "multiaddr", "aioquic"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class Libp2pStream:
@@ -102,8 +99,11 @@ class Libp2pTransport:
             key_pair=key_pair,
             sec_opt=sec,
             muxer_opt=create_yamux_muxer_option(),
+            # no background auto-dialing of every peer in the peerstore: we connect
+            # to a node when we have something to ask it
             connection_config=ConnectionConfig(
-                max_connections_per_peer=1, dial_timeout=connect_timeout
+                max_connections_per_peer=1, dial_timeout=connect_timeout,
+                min_connections=0, low_watermark=0,
             ),
         )
         self.peer_id = self.host.get_id().to_base58()
@@ -130,10 +130,19 @@ class Libp2pTransport:
         try:
             with trio.fail_after(self._connect_timeout):
                 async with lock:
-                    if not self.host.get_network().get_connections(pid):
-                        info = PeerInfo(pid, [parse_maddr(a) for a in addrs])
-                        await self.host.connect(info)
-                s = await self.host.new_stream(pid, [PROTOCOL])
+                    had_connection = bool(self.host.get_network().get_connections(pid))
+                    if not had_connection:
+                        await self._dial(pid, addrs)
+                try:
+                    s = await self.host.new_stream(pid, [PROTOCOL])
+                except Exception:
+                    if not had_connection:
+                        raise
+                    # the connection we had died with the peer (a restart): dial afresh
+                    async with lock:
+                        await self.host.disconnect(pid)
+                        await self._dial(pid, addrs)
+                    s = await self.host.new_stream(pid, [PROTOCOL])
         except trio.TooSlowError:
             raise Unavailable(
                 f"peer {peer_id} at {', '.join(addrs) or 'no address'} did not answer "
@@ -147,6 +156,10 @@ class Libp2pTransport:
                 f"{e or type(e).__name__}"
             ) from None
         return Libp2pStream(s)
+
+
+    async def _dial(self, pid: ID, addrs: Sequence[str]) -> None:
+        await self.host.connect(PeerInfo(pid, [parse_maddr(a) for a in addrs]))
 
 
 @asynccontextmanager

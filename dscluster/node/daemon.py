@@ -45,7 +45,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
     if cfg.bootstrap_node and cached is None:
         raise ConfigError(f"the bootstrapper needs its cluster map at {map_path}")
 
-    store = open_store(cfg.store.type, resolve(conf_dir, cfg.store.path), sync=cfg.store.sync,
+    store = await open_store(cfg.store.type, resolve(conf_dir, cfg.store.path), sync=cfg.store.sync,
                        mongodb_uri=cfg.store.mongodb_uri,
                        mongodb_database=cfg.store.mongodb_database)
     try:

@@ -1,0 +1,1 @@
+"""`make bench`: measured numbers, appended to doc/performance.md."""

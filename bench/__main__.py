@@ -1,0 +1,114 @@
+"""Run every benchmark and append the results to doc/performance.md.
+
+    make bench            # or: .venv/bin/python -m bench [--seconds 3]
+
+The cluster numbers come from three real dscluster processes on loopback (flatfs,
+sync on) driven by one client process; the local-store numbers from the same store
+opened in-process. Machines here are shared and noisy: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import trio
+
+from dscluster.client.connect import open_cluster
+from dscluster.localcluster import Cluster
+from dscluster.store import open_store
+
+from .kv import Result, run_kv
+
+ROOT = Path(__file__).resolve().parent.parent
+PERF_DOC = ROOT / "doc" / "performance.md"
+MATRIX = [(256 * 1024, 1), (256 * 1024, 8), (1024, 1), (1024, 8)]
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+
+
+async def bench_local(seconds: float, tmp: Path) -> list[Result]:
+    store = await open_store("flatfs", tmp / "local", sync=True)
+    try:
+        out = []
+        for size, conc in MATRIX:
+            out += await run_kv(store, "flatfs local", size, conc, seconds, "/bench/local")
+        return out
+    finally:
+        await store.close()
+
+
+async def bench_cluster(seconds: float, cluster: Cluster) -> list[Result]:
+    async with open_cluster(cluster.client()) as ds:
+        out = []
+        for size, conc in MATRIX:
+            out += await run_kv(ds, "cluster (3)", size, conc, seconds, "/bench/cluster")
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    args = ap.parse_args()
+    lines: list[str] = []
+
+    def say(s: str) -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    with tempfile.TemporaryDirectory(prefix="dscluster-bench-") as t:
+        tmp = Path(t)
+        local = trio.run(bench_local, args.seconds, tmp)
+        for r in local:
+            say(r.line())
+        cluster = Cluster(tmp / "cluster").start()
+        try:
+            remote = trio.run(bench_cluster, args.seconds, cluster)
+        finally:
+            cluster.stop()
+        for r in remote:
+            say(r.line())
+        by = {(r.what, r.op, r.size, r.concurrency): r for r in local + remote}
+        put256 = by[("cluster (3)", "put", 256 * 1024, 8)].mb_per_s
+        get1k = by[("cluster (3)", "get", 1024, 8)].ops_per_s
+        say(f"target 256 KiB put x8 >= 60 MB/s: {put256:.1f} MB/s "
+            f"({'met' if put256 >= 60 else 'NOT met'})")
+        say(f"target 1 KiB get x8 >= 1000 ops/s: {get1k:.0f} ops/s "
+            f"({'met' if get1k >= 1000 else 'NOT met'})")
+    append_report(lines, args.seconds)
+
+
+def append_report(lines: list[str], seconds: float) -> None:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                         capture_output=True, text=True).stdout.strip() or "unknown"
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = [f"\n### Run {stamp}, commit {rev}\n", f"Machine: {machine()}.  ",
+             f"Each number: {seconds:g} s of load; cluster = 3 dscluster processes + 1 "
+             "client process on loopback, flatfs with sync on.\n", "```", *lines, "```\n"]
+    PERF_DOC.parent.mkdir(exist_ok=True)
+    if not PERF_DOC.exists():
+        PERF_DOC.write_text("# Performance\n\n## Benchmark log (appended by `make bench`)\n")
+    with PERF_DOC.open("a") as f:
+        f.write("\n".join(block))
+    print(f"appended to {PERF_DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""A local cluster of real `dscluster` processes on loopback, started from `dscfg` output.
+
+Used by the integration tests and `make bench`.
+
+Every process is started with a timeout on its readiness, its log goes to a file the
+failing test prints, and ``stop`` kills whatever is left (tests use it in a finally or
+a fixture teardown), so no test leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT = 30.0
+
+
+def tool(name: str) -> str:
+    return str(BIN / name)
+
+
+class NodeProc:
+    def __init__(self, index: int, conf: Path, log: Path) -> None:
+        self.index = index
+        self.conf = conf
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        # append, so a restarted node's log keeps its history and "ready" counts grow
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [tool("dscluster"), f"--conf={self.conf}", *args],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+
+    def ready_count(self) -> int:
+        return self.log.read_text(errors="replace").count(" ready: ") if self.log.exists() else 0
+
+    def wait_ready(self, previous: int = 0, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready_count() > previous:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.index} exited {self.proc.returncode}:\n"
+                                   + self.log.read_text(errors="replace")[-4000:])
+            time.sleep(0.05)
+        raise TimeoutError(f"node {self.index} not ready after {timeout}s:\n"
+                           + self.log.read_text(errors="replace")[-4000:])
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+        return self.proc.wait(timeout=20)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    def __init__(self, root: Path, nodes: int = 3, store: str = "flatfs",
+                 extra_cfg: Sequence[str] = ()) -> None:
+        self.root = root
+        self.n = nodes
+        self.store = store
+        self.extra_cfg = list(extra_cfg)
+        self.nodes: list[NodeProc] = []
+        self.bootstrapper = ""
+
+    def start(self) -> Cluster:
+        boot = self.root / "srv01"
+        out = subprocess.run(
+            [tool("dscfg"), "cluster", f"--cluster-node-number={self.n}",
+             f"--store={self.store}", *self.extra_cfg, str(boot)],
+            check=True, capture_output=True, text=True, timeout=60,
+        )
+        self.bootstrapper = out.stdout.strip()
+        self.node_token = boot / "node.token"
+        self.client_token = boot / "client.token"
+        self.readonly_token = boot / "readonly.token"
+        for i in range(self.n):
+            conf = self.root / f"srv{i + 1:02d}"
+            self.nodes.append(NodeProc(i, conf, self.root / f"node{i}.log"))
+        try:
+            self.nodes[0].start([])
+            self.nodes[0].wait_ready()
+            for node in self.nodes[1:]:
+                node.start(self.join_args(node.index))
+            for node in self.nodes[1:]:
+                node.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def join_args(self, index: int) -> list[str]:
+        return [f"--bootstrapper={self.bootstrapper}", f"--identity={index}",
+                f"--token-file={self.node_token}"]
+
+    def restart(self, index: int) -> None:
+        node = self.nodes[index]
+        before = node.ready_count()
+        node.start([])
+        node.wait_ready(before)
+
+    def client(self, name: str = "cli", token: Path | None = None) -> Path:
+        d = self.root / name
+        if not (d / "config.json").exists():
+            subprocess.run(
+                [tool("dsclient"), f"--conf={d}", "init", f"--bootstrapper={self.bootstrapper}",
+                 f"--token-file={token or self.client_token}"],
+                check=True, capture_output=True, timeout=60,
+            )
+        return d
+
+    def dsclient(self, *args: str, conf: Path | None = None, input: bytes | None = None,
+                 timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [tool("dsclient"), f"--conf={conf or self.client()}", *args],
+            capture_output=True, input=input, timeout=timeout,
+        )
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.alive:
+                try:
+                    node.kill(signal.SIGTERM)
+                except subprocess.TimeoutExpired:
+                    node.kill(signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- node {n.index}\n" + n.log.read_text(errors="replace")[-3000:]
+                         for n in self.nodes if n.log.exists())

@@ -1,0 +1,86 @@
+"""Killed and restarted nodes."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import trio
+
+from dscluster.client.connect import open_cluster
+from dscluster.errors import Unavailable
+from dscluster.localcluster import Cluster
+from dscluster.query import Query
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def test_killed_node_fails_fast_naming_node_and_slots(fresh_cluster: Cluster):
+    async with open_cluster(fresh_cluster.client()) as ds:
+        key = next(f"/k/{i}" for i in range(100) if ds.state.map.primary(f"/k/{i}").index == 2)
+        other = next(f"/k/{i}" for i in range(100) if ds.state.map.primary(f"/k/{i}").index == 1)
+        await ds.put(key, b"v")
+        fresh_cluster.nodes[2].kill(signal.SIGKILL)
+        t0 = time.monotonic()
+        with pytest.raises(Unavailable) as ei:
+            await ds.get(key)
+        took = time.monotonic() - t0
+        msg = str(ei.value)
+        assert "node 2" in msg and "10922-16383" in msg, msg
+        assert took < 15, took
+        # the rest of the cluster keeps serving its slots
+        await ds.put(other, b"fine")
+        assert await ds.get(other) == b"fine"
+        # a cluster-wide query cannot be complete, and says so instead of lying
+        with pytest.raises(Unavailable, match="node 2"):
+            _ = [e async for e in ds.query(Query(prefix="/k"))]
+
+
+async def test_acknowledged_writes_survive_kill_9_and_restart(fresh_cluster: Cluster):
+    acked: dict[str, bytes] = {}
+    async with open_cluster(fresh_cluster.client()) as ds:
+        async def writer(w: int) -> None:
+            i = 0
+            while True:
+                k, v = f"/dur/{w}/{i}", f"value {w} {i}".encode() * 50
+                try:
+                    await ds.put(k, v)
+                except Unavailable:
+                    return  # the nodes were killed under us: this one was not acked
+                acked[k] = v
+                i += 1
+
+        async with trio.open_nursery() as n:
+            for w in range(4):
+                n.start_soon(writer, w)
+            await trio.sleep(1.0)
+            for node in fresh_cluster.nodes:
+                node.kill(signal.SIGKILL)
+    assert len(acked) > 20
+    for i in range(3):
+        fresh_cluster.restart(i)
+    async with open_cluster(fresh_cluster.client()) as ds:
+        for k, v in acked.items():
+            assert await ds.get(k) == v, k
+        keys = {e.key async for e in ds.query(Query(prefix="/dur", keys_only=True))}
+        assert set(acked) <= keys
+
+
+async def test_restarted_node_rejoins_and_clients_follow(fresh_cluster: Cluster):
+    async with open_cluster(fresh_cluster.client()) as ds:
+        epoch = ds.state.epoch
+        keys = [f"/re/{i}" for i in range(30)]
+        for k in keys:
+            await ds.put(k, k.encode())
+        fresh_cluster.nodes[1].kill(signal.SIGTERM)
+        fresh_cluster.restart(1)
+        for k in keys:
+            assert await ds.get(k) == k.encode()
+        # same identity and address: a restart is not a membership change
+        assert ds.state.epoch == epoch
+    # the bootstrapper itself restarts from its saved map
+    fresh_cluster.nodes[0].kill(signal.SIGKILL)
+    fresh_cluster.restart(0)
+    async with open_cluster(fresh_cluster.client()) as ds:
+        assert [await ds.get(k) for k in keys] == [k.encode() for k in keys]

@@ -78,6 +78,7 @@ def _section(cls: type, d: Any, name: str) -> Any:
 class NodeConfig:
     peer_id: str
     swarm: list[str]
+    lane: str | None = None
     bootstrap_node: bool = False
     bootstrapper: str | None = None
     member_index: int = 0
@@ -106,7 +107,7 @@ class NodeConfig:
             "version": CONFIG_VERSION,
             "identity": {"peer_id": self.peer_id, "key_file": self.key_file,
                          "index": self.member_index},
-            "addresses": {"swarm": self.swarm},
+            "addresses": {"swarm": self.swarm, "lane": self.lane},
             "bootstrap_node": self.bootstrap_node,
             "bootstrap_address": self.bootstrapper,
             "token_file": self.token_file,
@@ -131,6 +132,7 @@ class NodeConfig:
                 key_file=str(ident.get("key_file", IDENTITY_FILE)),
                 member_index=int(ident.get("index", 0)),
                 swarm=[str(a) for a in d["addresses"]["swarm"]],
+                lane=d["addresses"].get("lane"),
                 bootstrap_node=bool(d.get("bootstrap_node", False)),
                 bootstrapper=d.get("bootstrap_address"),
                 token_file=str(d.get("token_file", "node.token")),
@@ -151,6 +153,7 @@ class ClientConfig:
     peer_id: str
     bootstrapper: str
     read_only_client: bool = False
+    data_lane: bool = True
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     key_file: str = IDENTITY_FILE
@@ -163,6 +166,7 @@ class ClientConfig:
             "identity": {"peer_id": self.peer_id, "key_file": self.key_file},
             "bootstrap_address": self.bootstrapper,
             "read_only_client": self.read_only_client,
+            "data_lane": self.data_lane,
             "token_file": self.token_file,
             "cluster_map_file": self.map_file,
             "limits": self.limits.to_dict(),
@@ -178,6 +182,7 @@ class ClientConfig:
                 key_file=str(d["identity"].get("key_file", IDENTITY_FILE)),
                 bootstrapper=str(d["bootstrap_address"]),
                 read_only_client=bool(d.get("read_only_client", False)),
+                data_lane=bool(d.get("data_lane", True)),
                 token_file=str(d.get("token_file", "client.token")),
                 map_file=str(d.get("cluster_map_file", MAP_FILE)),
                 limits=Limits.from_dict(d.get("limits")),

@@ -55,6 +55,12 @@ def _listen_addr(host: str, port: int | None) -> str:
     return f"/{proto}/{host}/tcp/{port or free_tcp_port(host)}"
 
 
+def _lane_addr(swarm: str) -> str:
+    """A data lane on the swarm address's host, on a free port."""
+    proto, host = swarm.strip("/").split("/")[:2]
+    return f"/{proto}/{host}/tcp/{free_tcp_port(host)}/tls"
+
+
 def create_cluster(d: Path, node_count: int, *, host: str = "127.0.0.1",
                    port: int | None = None, store: StoreConfig | None = None,
                    s3: dict | None = None) -> ClusterFiles:
@@ -74,7 +80,8 @@ def create_cluster(d: Path, node_count: int, *, host: str = "127.0.0.1",
     cmap = ClusterMap(cmap.epoch, (Member(0, peer, (swarm,), JOINED), *cmap.members[1:]),
                       cmap.owners)
     cmap.save(d / "clustermap.json")
-    save_node_config(d, NodeConfig(peer_id=peer, swarm=[swarm], bootstrap_node=True,
+    save_node_config(d, NodeConfig(peer_id=peer, swarm=[swarm], lane=_lane_addr(swarm),
+                                   bootstrap_node=True,
                                    member_index=0, store=store or StoreConfig(), s3=s3))
     return files
 
@@ -115,7 +122,8 @@ def create_joining_node(d: Path, *, bootstrapper: str, index: int, token: Token,
     kp = new_identity()
     save_identity(d / "identity.key", kp)
     token.save(d / "node.token")
-    cfg = NodeConfig(peer_id=peer_id_of(kp), swarm=[listen], bootstrapper=bootstrapper,
+    cfg = NodeConfig(peer_id=peer_id_of(kp), swarm=[listen], lane=_lane_addr(listen),
+                     bootstrapper=bootstrapper,
                      member_index=index, store=store or StoreConfig())
     save_node_config(d, cfg)
     return cfg

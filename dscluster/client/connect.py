@@ -19,8 +19,9 @@ from ..clustermap import ClusterMap
 from ..config import CONFIG_FILE, ClientConfig, load_client_config, resolve
 from ..errors import ConfigError
 from ..identity import load_identity, peer_id_of
-from ..net.libp2p import open_libp2p_transport, split_p2p_maddr
+from ..net.libp2p import split_p2p_maddr
 from ..net.pool import ChannelPool
+from ..net.transport import open_transport
 from .datastore import ClusterDatastore
 
 
@@ -48,7 +49,8 @@ async def open_cluster(conf_dir: Path) -> AsyncIterator[ClusterDatastore]:
     map_path = resolve(conf_dir, cfg.map_file)
     cached = ClusterMap.load(map_path) if map_path.exists() else None
     state = ClusterState(cached or _placeholder_map(), map_path)
-    async with open_libp2p_transport(kp, (), cfg.timeouts.connect) as transport:
+    async with open_transport(kp, use_lane=cfg.data_lane,
+                              connect_timeout=cfg.timeouts.connect) as transport:
         pool = ChannelPool(transport, token, cfg.limits)
         ds = ClusterDatastore(pool, state, bootstrapper=(boot_peer, [boot_addr]),
                               limits=cfg.limits, request_timeout=cfg.timeouts.request)

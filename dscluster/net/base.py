@@ -13,6 +13,8 @@ from typing import Protocol
 
 
 class ByteStream(Protocol):
+    # the two ends' peer ids as both ends see them (proofs are bound to them)
+    local_peer: str
     remote_peer: str
 
     async def send_all(self, data: bytes) -> None: ...
@@ -32,6 +34,8 @@ class Transport(Protocol):
 
     def listen_addrs(self) -> list[str]: ...
 
-    async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> ByteStream: ...
+    async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> ByteStream:
+        """A stream to ``peer_id``, authenticated as that peer, at one of ``addrs``."""
+        ...
 
     def set_handler(self, handler: StreamHandler) -> None: ...

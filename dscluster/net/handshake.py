@@ -26,8 +26,9 @@ async def _expect(chan: MessageChannel, cls: type[wire.Message]) -> wire.Message
     return msg
 
 
-async def client_handshake(chan: MessageChannel, token: Token, our_peer: str) -> wire.Welcome:
+async def client_handshake(chan: MessageChannel, token: Token) -> wire.Welcome:
     cn = new_nonce()
+    our_peer = chan.stream.local_peer
     await chan.send(wire.Hello(role=token.role, nonce=cn))
     ch = await _expect(chan, wire.Challenge)
     assert isinstance(ch, wire.Challenge)
@@ -45,7 +46,6 @@ async def client_handshake(chan: MessageChannel, token: Token, our_peer: str) ->
 async def server_handshake(
     chan: MessageChannel,
     secret: bytes,
-    our_peer: str,
     welcome: Callable[[str], wire.Welcome],
 ) -> str | None:
     """Authenticate the peer; returns its role, or None if it left before saying Hello."""
@@ -63,7 +63,7 @@ async def server_handshake(
         raise Unauthorized(f"unknown role {hello.role!r}")
     key = role_key(secret, hello.role)
     sn = new_nonce()
-    peer = chan.remote_peer
+    peer, our_peer = chan.remote_peer, chan.stream.local_peer
     await chan.send(wire.Challenge(
         nonce=sn, proof=server_proof(key, hello.role, hello.nonce, sn, peer, our_peer)))
     auth = await _expect(chan, wire.Auth)

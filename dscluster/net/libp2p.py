@@ -36,10 +36,11 @@ log = logging.getLogger(__name__)
 
 
 class Libp2pStream:
-    __slots__ = ("_s", "remote_peer")
+    __slots__ = ("_s", "local_peer", "remote_peer")
 
-    def __init__(self, s: INetStream) -> None:
+    def __init__(self, s: INetStream, local_peer: str) -> None:
         self._s = s
+        self.local_peer = local_peer
         self.remote_peer = s.muxed_conn.peer_id.to_base58()
 
     async def send_all(self, data: bytes) -> None:
@@ -99,23 +100,21 @@ class Libp2pTransport:
             key_pair=key_pair,
             sec_opt=sec,
             muxer_opt=create_yamux_muxer_option(),
-            # no background auto-dialing of every peer in the peerstore: we connect
-            # to a node when we have something to ask it
             connection_config=ConnectionConfig(
-                max_connections_per_peer=1, dial_timeout=connect_timeout,
-                min_connections=0, low_watermark=0,
+                max_connections_per_peer=1, dial_timeout=connect_timeout
             ),
         )
         self.peer_id = self.host.get_id().to_base58()
         self._dial_locks: dict[str, trio.Lock] = {}
 
     def listen_addrs(self) -> list[str]:
+        """The libp2p addresses this host listens on, without /p2p/<id>."""
         # get_addrs() appends /p2p/<id>; the map stores bare transport addresses
         return [str(a).split("/p2p/")[0] for a in self.host.get_addrs()]
 
     def set_handler(self, handler: StreamHandler) -> None:
         async def on_stream(s: INetStream) -> None:
-            stream = Libp2pStream(s)
+            stream = Libp2pStream(s, self.peer_id)
             try:
                 await handler(stream)
             finally:
@@ -155,11 +154,13 @@ class Libp2pTransport:
                 f"cannot reach peer {peer_id} at {', '.join(addrs) or 'no address'}: "
                 f"{e or type(e).__name__}"
             ) from None
-        return Libp2pStream(s)
+        return Libp2pStream(s, self.peer_id)
 
 
     async def _dial(self, pid: ID, addrs: Sequence[str]) -> None:
-        await self.host.connect(PeerInfo(pid, [parse_maddr(a) for a in addrs]))
+        # data lane addresses (…/tls) are not libp2p's
+        maddrs = [parse_maddr(a) for a in addrs if not a.endswith("/tls")]
+        await self.host.connect(PeerInfo(pid, maddrs))
 
 
 @asynccontextmanager
@@ -170,6 +171,9 @@ async def open_libp2p_transport(
     addrs = [parse_maddr(a) for a in listen]
     try:
         async with t.host.run(addrs):
+            # the auto-connector dials every peer in the peerstore to keep a connection
+            # count up: we connect to a node only when we have something to ask it
+            await t.host.get_network().auto_connector.stop()
             yield t
     except OSError as e:
         raise ConfigError(f"cannot listen on {', '.join(listen)}: {e.strerror or e}") from None

@@ -46,7 +46,7 @@ class ChannelPool:
         stream = await self.transport.open_stream(peer_id, addrs)
         chan = MessageChannel(stream, wire.Connection(wire.Role.CLIENT, self.limits))
         try:
-            welcome = await client_handshake(chan, self.token, self.transport.peer_id)
+            welcome = await client_handshake(chan, self.token)
         except BaseException:
             await chan.aclose()
             raise

@@ -22,8 +22,9 @@ from ..clustermap import JOINED, ClusterMap, Member
 from ..config import NodeConfig, resolve
 from ..errors import ConfigError
 from ..identity import load_identity, peer_id_of
-from ..net.libp2p import open_libp2p_transport, split_p2p_maddr
+from ..net.libp2p import split_p2p_maddr
 from ..net.pool import ChannelPool
+from ..net.transport import open_transport
 from ..store import open_store
 from .server import NodeServer
 
@@ -49,7 +50,8 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                        mongodb_uri=cfg.store.mongodb_uri,
                        mongodb_database=cfg.store.mongodb_database)
     try:
-        async with open_libp2p_transport(kp, cfg.swarm, cfg.timeouts.connect) as transport:
+        async with open_transport(kp, listen=cfg.swarm, lane=cfg.lane,
+                                  connect_timeout=cfg.timeouts.connect) as transport:
             addrs = transport.listen_addrs()
             pool = ChannelPool(transport, token, cfg.limits)
             membership: Membership | None = None

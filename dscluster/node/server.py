@@ -36,6 +36,7 @@ from ..limits import Limits
 from ..net.base import ByteStream
 from ..net.channel import MessageChannel, error_message
 from ..net.handshake import server_handshake
+from ..net.tls import ANONYMOUS
 from ..query import Entry, filter_from_wire
 from ..store.base import Store
 
@@ -101,7 +102,7 @@ class NodeServer:
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 role = await server_handshake(
-                    chan, self.secret, self.peer_id,
+                    chan, self.secret,
                     lambda r: wire.Welcome(epoch=self.state.epoch, node_index=self.index,
                                            role=r),
                 )
@@ -264,4 +265,6 @@ class NodeServer:
             raise Forbidden("this node is not the bootstrapper; join through the bootstrapper")
         if caller.role != "node":
             raise Forbidden("only nodes holding the cluster secret may join")
+        if caller.peer == ANONYMOUS:
+            raise Forbidden("join over libp2p: the data lane does not identify the caller")
         return wire.MapData(map=await self.on_join(caller.peer, m))

@@ -7,14 +7,15 @@ from collections.abc import Iterator, Sequence
 
 from ..datastore import BatchOp
 from ..errors import NotFound
+from ..keys import slot_of, validate_key
 from .base import (
     QUERY_PAGE_BYTES,
     QUERY_PAGE_ENTRIES,
     Predicate,
     ScanPage,
     ScanQueryMixin,
-    in_prefix_range,
     page_from_items,
+    scan_range,
 )
 
 
@@ -26,13 +27,14 @@ class MemoryStore(ScanQueryMixin):
         self._keys: list[str] = []
 
     async def get(self, key: str) -> bytes:
+        k = validate_key(key)
         try:
-            return self._values[key]
+            return self._values[k]
         except KeyError:
-            raise NotFound(f"key not found: {key}") from None
+            raise NotFound(f"key not found: {k}") from None
 
     async def has(self, key: str) -> bool:
-        return key in self._values
+        return validate_key(key) in self._values
 
     async def get_size(self, key: str) -> int:
         return len(await self.get(key))
@@ -47,31 +49,28 @@ class MemoryStore(ScanQueryMixin):
             del self._keys[bisect.bisect_left(self._keys, key)]
 
     async def put(self, key: str, value: bytes) -> None:
-        self._put(key, value)
+        self._put(validate_key(key), value)
 
     async def delete(self, key: str) -> None:
-        self._delete(key)
+        self._delete(validate_key(key))
 
     async def apply(self, ops: Sequence[BatchOp]) -> None:
-        for op in ops:
-            if op.value is None:
-                self._delete(op.key)
+        checked = [(validate_key(op.key), op.value) for op in ops]
+        for key, value in checked:
+            if value is None:
+                self._delete(key)
             else:
-                self._put(op.key, op.value)
+                self._put(key, value)
 
     def _ordered(self, prefix: str, start_after: str | None, reverse: bool) -> Iterator[str]:
-        lo, hi = in_prefix_range(prefix)
-        if reverse:
-            end = len(self._keys) if hi is None else bisect.bisect_left(self._keys, hi)
-            if start_after is not None:
-                end = min(end, bisect.bisect_left(self._keys, start_after))
-            start = bisect.bisect_left(self._keys, lo)
-            return reversed(self._keys[start:end])
-        start = bisect.bisect_left(self._keys, lo)
-        if start_after is not None:
-            start = max(start, bisect.bisect_right(self._keys, start_after))
-        end = len(self._keys) if hi is None else bisect.bisect_left(self._keys, hi)
-        return iter(self._keys[start:end])
+        r = scan_range(prefix, start_after, reverse)
+        if r is None:
+            return iter(())
+        find = bisect.bisect_left if r.low_inclusive else bisect.bisect_right
+        start = find(self._keys, r.low)
+        end = len(self._keys) if r.high is None else bisect.bisect_left(self._keys, r.high)
+        window = self._keys[start:end]
+        return reversed(window) if reverse else iter(window)
 
     async def scan(
         self,
@@ -94,6 +93,9 @@ class MemoryStore(ScanQueryMixin):
 
     async def count(self) -> int:
         return len(self._values)
+
+    async def keys_in_slot(self, slot: int) -> list[str]:
+        return [k for k in self._keys if slot_of(k) == slot]
 
     async def sync(self, prefix: str = "/") -> None:
         return None

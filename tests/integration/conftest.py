@@ -10,16 +10,6 @@ from dscluster.client.datastore import ClusterDatastore
 from dscluster.localcluster import Cluster
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """One 3-node flatfs cluster shared by the tests that do not break it."""
-    c = Cluster(tmp_path_factory.mktemp("cluster")).start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
 @pytest.fixture
 def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster of its own, for tests that kill or restart nodes."""

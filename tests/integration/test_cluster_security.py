@@ -98,7 +98,7 @@ async def test_unauthenticated_peer_gets_nothing(cluster: Cluster):
             s2 = await t.open_stream(m.peer_id, m.addrs)
             chan2 = MessageChannel(s2, wire.Connection(wire.Role.CLIENT))
             with pytest.raises(Unauthorized):
-                await client_handshake(chan2, Token.for_role(new_secret(), "client"), t.peer_id)
+                await client_handshake(chan2, Token.for_role(new_secret(), "client"))
 
 
 async def test_bad_frames_get_an_error_and_the_node_keeps_serving(cluster: Cluster):
@@ -114,7 +114,7 @@ async def test_bad_frames_get_an_error_and_the_node_keeps_serving(cluster: Clust
             async def authed() -> MessageChannel:
                 chan = MessageChannel(await t.open_stream(m.peer_id, m.addrs),
                                       wire.Connection(wire.Role.CLIENT))
-                await client_handshake(chan, token, t.peer_id)
+                await client_handshake(chan, token)
                 return chan
 
             # garbage msgpack

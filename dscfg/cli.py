@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from dscluster.cliutil import run_cli
-from dscluster.config import STORE_KINDS, StoreConfig
+from dscluster.config import StoreConfig
 from dscluster.provision import create_client, create_cluster, token_from
+from dscluster.store.base import STORE_KINDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

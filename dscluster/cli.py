@@ -13,10 +13,11 @@ import click
 import trio
 
 from .cliutil import run_cli, setup_logging
-from .config import CONFIG_FILE, LOG_LEVELS, STORE_KINDS, StoreConfig, load_node_config
+from .config import CONFIG_FILE, LOG_LEVELS, StoreConfig, load_node_config
 from .errors import ConfigError
 from .node.daemon import run_node
 from .provision import create_joining_node, token_from
+from .store.base import STORE_KINDS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

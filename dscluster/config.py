@@ -20,12 +20,12 @@ from typing import Any
 from .errors import ConfigError
 from .identity import write_private_file
 from .limits import Limits
+from .store.base import STORE_KINDS
 
 CONFIG_VERSION = 1
 CONFIG_FILE = "config.json"
 IDENTITY_FILE = "identity.key"
 MAP_FILE = "clustermap.json"
-STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import ConfigError
+from .keys import MAX_KEY_BYTES
 
 MiB = 1 << 20
 
@@ -28,6 +29,9 @@ class Limits:
                 raise ConfigError(f"limits.{f.name} must be a positive integer, got {v!r}")
         if self.max_value_bytes > 256 * MiB:
             raise ConfigError("limits.max_value_bytes must be at most 256 MiB")
+        if self.max_key_bytes > MAX_KEY_BYTES:
+            raise ConfigError(f"limits.max_key_bytes must be at most {MAX_KEY_BYTES} (what "
+                              "every store can hold)")
 
     @property
     def page_bytes(self) -> int:

@@ -257,9 +257,9 @@ class ClusterDatastore:
         )
         start = seek_after(q, reverse) if order is not None else None
         cursors = [_NodeCursor(self, i, req, start) for i in self._serving_indexes()]
-        merged = _merge(cursors, reverse)
-        async for e in anaive_query_apply(q, merged, presorted=order is not None):
-            yield e
+        async with contextlib.aclosing(_merge(cursors, reverse)) as merged:
+            async for e in anaive_query_apply(q, merged, presorted=order is not None):
+                yield e
 
     # -- status ---------------------------------------------------------------------------
     async def status(self) -> list[dict[str, Any]]:

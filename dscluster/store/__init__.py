@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .base import DEFAULT_THREADS, ScanPage, ScanQueryMixin, Store
+from .base import DEFAULT_THREADS, STORE_KINDS, ScanPage, ScanQueryMixin, Store
 from .flatfs import FlatFSStore
 from .keyindex import KeyIndex
 from .leveldb import LevelDBStore
 from .memory import MemoryStore
 from .mongo import MongoStore
-
-STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
 
 __all__ = [
     "DEFAULT_THREADS",

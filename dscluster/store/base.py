@@ -8,6 +8,7 @@ and ``batch`` on top of those primitives, pushing prefix, key order and keys-onl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -17,6 +18,7 @@ from ..errors import NotFound
 from ..keys import prefix_bound
 from ..query import Entry, Query, anaive_query_apply, matches, seek_after
 
+STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
 # flatfs's default of 16 concurrent fsyncs; also the worker-thread limit per store
 DEFAULT_THREADS = 16
 # what one ScanQueryMixin page asks a backend for
@@ -105,8 +107,9 @@ class ScanQueryMixin:
             keys_only=not q.needs_values(),
             predicate=(lambda e: matches(q, e)) if q.filters else None,
         )
-        async for e in anaive_query_apply(q, entries, presorted=order is not None):
-            yield e
+        async with contextlib.aclosing(entries):
+            async for e in anaive_query_apply(q, entries, presorted=order is not None):
+                yield e
 
 
 async def scan_all(

@@ -163,3 +163,12 @@ async def test_disable_delete_is_honoured(tmp_path):
             assert await ds.get("/keep") == b"v"
     finally:
         c.stop()
+
+
+async def test_stranger_is_refused_over_the_data_lane_too(cluster: Cluster, tmp_path):
+    d = cluster.client("lane-stranger")
+    Token.for_role(new_secret(), "client").save(d / "client.token")
+    async with open_cluster(d) as ds:  # its cached map lists the nodes' lane addresses
+        assert any(a.endswith("/tls") for a in ds.state.map.members[1].addrs)
+        with pytest.raises(Unauthorized):
+            await ds.get("/anything")

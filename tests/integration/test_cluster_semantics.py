@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
 from dscluster import wire
+from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
 from dscluster.errors import NotFound, Redirect
 from dscluster.keys import slot_of
@@ -115,3 +117,18 @@ async def test_a_node_redirects_a_slot_it_does_not_own(client_ds: ClusterDatasto
     assert r.slot == slot_of(key) and r.epoch == client_ds.state.epoch
     assert r.detail["owner"] == client_ds.state.map.members[1].peer_id
     assert not await client_ds.has(key)
+
+
+async def test_libp2p_only_client_sees_the_same_data(cluster, client_ds: ClusterDatastore):
+    d = cluster.client("p2p-only")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["data_lane"] = False
+    (d / "config.json").write_text(json.dumps(cfg))
+    await client_ds.put("/transport/via-lane", b"lane")
+    async with open_cluster(d) as p2p:
+        assert not p2p.pool.transport.use_lane
+        assert await p2p.get("/transport/via-lane") == b"lane"
+        await p2p.put("/transport/via-libp2p", b"p2p")
+        keys = [e.key async for e in p2p.query(Query(prefix="/transport", keys_only=True))]
+        assert keys == ["/transport/via-lane", "/transport/via-libp2p"]
+    assert await client_ds.get("/transport/via-libp2p") == b"p2p"

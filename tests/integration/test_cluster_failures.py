@@ -73,7 +73,9 @@ async def test_restarted_node_rejoins_and_clients_follow(fresh_cluster: Cluster)
         keys = [f"/re/{i}" for i in range(30)]
         for k in keys:
             await ds.put(k, k.encode())
-        fresh_cluster.nodes[1].kill(signal.SIGTERM)
+        # SIGTERM is a clean shutdown: exit code 0, the store closed
+        assert fresh_cluster.nodes[1].kill(signal.SIGTERM) == 0
+        assert "node 1 stopped" in fresh_cluster.nodes[1].log.read_text()
         fresh_cluster.restart(1)
         for k in keys:
             assert await ds.get(k) == k.encode()

@@ -105,7 +105,7 @@ class Cluster:
 
     def join_args(self, index: int) -> list[str]:
         return [f"--bootstrapper={self.bootstrapper}", f"--identity={index}",
-                f"--token-file={self.node_token}"]
+                f"--token-file={self.node_token}", f"--store={self.store}"]
 
     def restart(self, index: int) -> None:
         node = self.nodes[index]

@@ -12,6 +12,7 @@ from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
 from dscluster.errors import NotFound, Redirect
 from dscluster.keys import slot_of
+from dscluster.localcluster import Cluster
 from dscluster.query import (
     Entry,
     FilterKeyCompare,
@@ -132,3 +133,21 @@ async def test_libp2p_only_client_sees_the_same_data(cluster, client_ds: Cluster
         keys = [e.key async for e in p2p.query(Query(prefix="/transport", keys_only=True))]
         assert keys == ["/transport/via-lane", "/transport/via-libp2p"]
     assert await client_ds.get("/transport/via-libp2p") == b"p2p"
+
+
+async def test_a_leveldb_cluster_serves_and_survives_restart(tmp_path):
+    c = Cluster(tmp_path, store="leveldb").start()
+    try:
+        async with open_cluster(c.client()) as ds:
+            for i in range(30):
+                await ds.put(f"/ldb/{i:02d}", b"v%d" % i)
+            rows = await ds.status()
+            assert {r["store"] for r in rows} == {"leveldb"}
+        for i in range(3):
+            c.nodes[i].kill(15)
+            c.restart(i)
+        async with open_cluster(c.client()) as ds:
+            got = [(e.key, e.value) async for e in ds.query(Query(prefix="/ldb", limit=3))]
+            assert got == [("/ldb/00", b"v0"), ("/ldb/01", b"v1"), ("/ldb/02", b"v2")]
+    finally:
+        c.stop()

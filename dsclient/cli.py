@@ -18,6 +18,9 @@ from dscluster.keys import Key, slot_of
 from dscluster.provision import create_client, token_from
 from dscluster.query import Query
 
+from .files import parse_cid, print_directory
+from .files import register as register_file_commands
+
 T = TypeVar("T")
 
 
@@ -41,7 +44,8 @@ class ClientApp:
 @click.pass_context
 def main(ctx: click.Context, conf_dir: Path) -> None:
     """Use a dscluster cluster."""
-    ctx.obj = ClientApp(conf_dir)
+    if ctx.obj is None:  # tests hand in an app of their own
+        ctx.obj = ClientApp(conf_dir)
 
 
 @main.command()
@@ -110,14 +114,21 @@ def rm(app: ClientApp, keys: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.argument("prefix", default="/")
+@click.argument("target", default="/")
 @click.option("-l", "--long", "long_", is_flag=True, help="Show value sizes too.")
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="At most N keys.")
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip N keys.")
 @click.pass_obj
-def ls(app: ClientApp, prefix: str, long_: bool, limit: int, offset: int) -> None:
-    """List the keys under PREFIX (whole path segments), in key order."""
-    q = Query(prefix=prefix, keys_only=True, returns_sizes=long_, limit=limit, offset=offset)
+def ls(app: ClientApp, target: str, long_: bool, limit: int, offset: int) -> None:
+    """List keys or a directory.
+
+    A TARGET starting with "/" is a key prefix: the keys under it (whole path segments),
+    in key order. Anything else is the CID of a UnixFS directory: its entries, as
+    `ipfs ls` shows them."""
+    if not target.startswith("/"):
+        print_directory(app, parse_cid(target))
+        return
+    q = Query(prefix=target, keys_only=True, returns_sizes=long_, limit=limit, offset=offset)
 
     async def go(ds: ClusterDatastore) -> None:
         async for e in ds.query(q):
@@ -165,6 +176,9 @@ def _human(n: int) -> str:
             return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+register_file_commands(main)
 
 
 def entry() -> None:

@@ -7,6 +7,7 @@ code; only a genuine bug shows a traceback, and then with a request to report it
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import NoReturn
 
@@ -33,10 +34,11 @@ def setup_logging(level: str) -> None:
         logging.getLogger(name).setLevel(quiet)
 
 
-def run_cli(group: click.Group, prog: str) -> NoReturn:
+def run_cli(group: click.Command, prog: str, obj: object = None) -> NoReturn:
+    """Run a click command; ``obj`` pre-sets ``ctx.obj`` (tests pass a fake app)."""
     try:
         try:
-            group.main(prog_name=prog, standalone_mode=False)
+            group.main(prog_name=prog, standalone_mode=False, obj=obj)
         except BaseExceptionGroup as eg:
             err = first_error(eg)
             if err is None:
@@ -61,6 +63,9 @@ def run_cli(group: click.Group, prog: str) -> NoReturn:
         click.echo(f"{prog}: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
+        # the reader went away (`dsclient cat CID | head`): Python would complain again
+        # while flushing stdout at exit, so point stdout at /dev/null first
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_ERROR)
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""

@@ -1,0 +1,317 @@
+"""dsclient's file commands: add, get, cat, ls and stat of IPFS UnixFS data.
+
+They mirror Kubo's `ipfs add/get/cat/ls/files stat` (options, output lines, CIDs) over
+the cluster datastore, through dscluster.unixfs. ``register`` adds them to the dsclient
+group, whose ``ctx.obj.run(async_fn, *args)`` runs ``async_fn(ds, *args)`` under trio
+with an open Datastore; each command makes one such call. Errors are DSClusterErrors or
+click exceptions, which the group prints as one line.
+
+Progress bars (tqdm, on stderr) are shown by default only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+from tqdm import tqdm
+
+from dscluster.datastore import Datastore
+from dscluster.errors import DSClusterError
+from dscluster.unixfs import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_WINDOW,
+    MAX_CHUNK_SIZE,
+    AddOptions,
+    BlockCid,
+    add_path,
+    check_addable,
+    get_to_path,
+    ls,
+    stat,
+    stream_file,
+    tree_size,
+)
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+class _KuboCommand(click.Command):
+    """A command that also takes Kubo's spelling of boolean flags, ``--flag=false``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {
+            opt: param
+            for param in self.params
+            if isinstance(param, click.Option) and param.is_flag
+            for opt in param.opts
+        }
+        rewritten: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                rewritten.extend(args[i:])
+                break
+            name, eq, value = arg.partition("=")
+            param = flags.get(name) if eq else None
+            if param is None or value.lower() not in _TRUE + _FALSE:
+                rewritten.append(arg)
+            elif value.lower() in _TRUE:
+                rewritten.append(name)
+            elif param.secondary_opts:
+                rewritten.append(param.secondary_opts[0])
+        return super().parse_args(ctx, rewritten)
+
+
+def _chunker(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """Kubo's --chunker values; only fixed-size chunking is implemented."""
+    if value in ("", "default"):
+        return DEFAULT_CHUNK_SIZE
+    if value.startswith("size-"):
+        try:
+            size = int(value[len("size-") :])
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: size-N needs a number of bytes") from None
+        if not 1 <= size <= MAX_CHUNK_SIZE:
+            raise click.BadParameter(f"{value!r}: N must be between 1 and {MAX_CHUNK_SIZE}")
+        return size
+    if value.startswith(("rabin", "buzhash")):
+        raise click.BadParameter(f"{value!r} is not supported; use size-N")
+    raise click.BadParameter(f"unrecognized chunker option {value!r}")
+
+
+def _cid_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Check the CID before any datastore is opened (and normalise its spelling)."""
+    return parse_cid(value)
+
+
+def _wants_bar(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+@contextmanager
+def _progress(show: bool, total: int | None = None) -> Iterator[tqdm | None]:
+    if not show:
+        yield None
+        return
+    with tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
+        yield bar
+
+
+def _printer(bar: tqdm | None) -> Callable[[str], None]:
+    """Print a line to stdout without tearing the progress bar on stderr."""
+    if bar is None:
+        return click.echo
+
+    def echo(line: str) -> None:
+        with tqdm.external_write_mode(file=sys.stdout):
+            click.echo(line)
+
+    return echo
+
+
+_window_option = click.option(
+    "-w", "--window", type=click.IntRange(min=1), default=DEFAULT_WINDOW, show_default=True,
+    help="Block requests in flight at once.",
+)
+_progress_option = click.option(
+    "--progress/--no-progress", default=None,
+    help="Show a progress bar on stderr (default: when stderr is a terminal).",
+)
+
+
+@click.command(cls=_KuboCommand)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-r", "--recursive", is_flag=True, help="Add directories recursively.")
+@click.option("-H", "--hidden", is_flag=True, help="Include files whose names start with '.'.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only CIDs, one per line.")
+@click.option("-Q", "--quieter", is_flag=True, help="Print only the root CID of each PATH.")
+@click.option("-n", "--only-hash", is_flag=True, help="Compute CIDs; write nothing.")
+@click.option(
+    "-s", "--chunker", default="size-262144", show_default=True, callback=_chunker,
+    help="Chunking: size-N (fixed chunks of N bytes).",
+)
+@click.option(
+    "--cid-version", type=click.IntRange(0, 1), default=0, show_default=True,
+    help="CID version; 1 implies --raw-leaves unless --raw-leaves=false.",
+)
+@click.option(
+    "--raw-leaves/--no-raw-leaves", default=None,
+    help="Store file chunks as raw blocks (default: with --cid-version=1).",
+)
+@_window_option
+@_progress_option
+@click.pass_obj
+def add(
+    obj: Any,
+    paths: tuple[Path, ...],
+    recursive: bool,
+    hidden: bool,
+    quiet: bool,
+    quieter: bool,
+    only_hash: bool,
+    chunker: int,
+    cid_version: int,
+    raw_leaves: bool | None,
+    window: int,
+    progress: bool | None,
+) -> None:
+    """Add files or directory trees as UnixFS DAGs, with the CIDs `ipfs add` gives.
+
+    Prints "added <cid> <name>" for each file and directory, the root last.
+    """
+    options = AddOptions(
+        chunk_size=chunker, cid_version=cid_version, raw_leaves=raw_leaves,
+        only_hash=only_hash, window=window, hidden=hidden,
+    )
+    for path in paths:  # every path is checked before anything is added
+        check_addable(path, recursive=recursive)
+    show = _wants_bar(progress)
+    total = None
+    if show:
+        total = sum(
+            trio.run(partial(tree_size, p, recursive=recursive, hidden=hidden)) for p in paths
+        )
+    with _progress(show, total) as bar:
+        out = _printer(bar)
+        on_chunk = bar.update if bar is not None else None
+
+        def report(cid: str, name: str) -> None:
+            if quieter:
+                return
+            out(cid if quiet else f"added {cid} {name}")
+
+        roots = obj.run(_add_paths, paths, recursive, options, on_chunk, report)
+    if quieter:
+        for cid in roots:
+            click.echo(cid)
+
+
+async def _add_paths(
+    ds: Datastore,
+    paths: Sequence[Path],
+    recursive: bool,
+    options: AddOptions,
+    on_chunk: Callable[[int], object] | None,
+    report: Callable[[str, str], None],
+) -> list[str]:
+    roots = []
+    for path in paths:
+        cid = ""
+        async for cid, name in add_path(
+            ds, path, recursive=recursive, options=options, progress=on_chunk
+        ):
+            report(cid, name)
+        roots.append(cid)
+    return roots
+
+
+@click.command()
+@click.argument("cid", callback=_cid_arg)
+@click.argument("out", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path),
+    help="Where to write (default: ./CID).",
+)
+@_window_option
+@_progress_option
+@click.pass_obj
+def get(
+    obj: Any,
+    cid: str,
+    out: Path | None,
+    output: Path | None,
+    window: int,
+    progress: bool | None,
+) -> None:
+    """Write the file or directory tree CID to OUT (or -o OUT).
+
+    Nothing appears at OUT unless the whole download succeeds.
+    """
+    if out is not None and output is not None and out != output:
+        raise click.UsageError("give OUT or -o/--output, not both")
+    target = out or output or Path(cid)
+    with _progress(_wants_bar(progress)) as bar:
+        obj.run(_get, cid, target, window, bar)
+
+
+async def _get(ds: Datastore, cid: str, target: Path, window: int, bar: tqdm | None) -> None:
+    if bar is not None:
+        info = await stat(ds, cid)
+        bar.reset(total=info.size if info.type in ("file", "raw") else None)
+    await get_to_path(
+        ds, cid, target, window=window, progress=bar.update if bar is not None else None
+    )
+
+
+@click.command()
+@click.argument("cid", callback=_cid_arg)
+@click.option("-o", "--offset", type=click.IntRange(min=0), default=0, help="Byte to start at.")
+@click.option("-l", "--length", type=click.IntRange(min=0), help="Bytes to write at most.")
+@_window_option
+@click.pass_obj
+def cat(obj: Any, cid: str, offset: int, length: int | None, window: int) -> None:
+    """Write the bytes of file CID (or a range of them) to stdout."""
+    obj.run(_cat, cid, offset, length, window, sys.stdout.buffer)
+
+
+async def _cat(
+    ds: Datastore, cid: str, offset: int, length: int | None, window: int, stdout: Any
+) -> None:
+    out = trio.wrap_file(stdout)
+
+    async def write(chunk: bytes) -> None:
+        await out.write(chunk)
+
+    await stream_file(ds, cid, write, offset=offset, length=length, window=window)
+    await out.flush()
+
+
+def parse_cid(value: str) -> str:
+    """Check a CID given on the command line (a usage error if it is not one we read)."""
+    try:
+        return str(BlockCid.parse(value).require_supported())
+    except DSClusterError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def print_directory(obj: Any, cid: str) -> None:
+    """`dsclient ls CID`: "<cid> <size> <name>", directories as "<cid> - <name>/"."""
+    for entry in obj.run(ls, cid):
+        if entry.type == "directory":
+            click.echo(f"{entry.cid} - {entry.name}/")
+        else:
+            click.echo(f"{entry.cid} {entry.size} {entry.name}")
+
+
+@click.command(name="stat")
+@click.argument("cid", callback=_cid_arg)
+@click.pass_obj
+def stat_cmd(obj: Any, cid: str) -> None:
+    """Type and sizes of CID, as `ipfs files stat` prints them."""
+    info = obj.run(stat, cid)
+    click.echo(info.cid)
+    click.echo(f"Size: {info.size}")
+    click.echo(f"CumulativeSize: {info.cumulative_size}")
+    click.echo(f"ChildBlocks: {info.num_links}")
+    click.echo(f"Type: {info.type}")
+    click.echo(f"BlockSize: {info.block_size}")
+
+
+# `ls` is shared with raw keys and lives in cli.py; it calls print_directory for CIDs
+COMMANDS: tuple[click.Command, ...] = (add, get, cat, stat_cmd)
+
+
+def register(group: click.Group) -> None:
+    """Add the file commands to the dsclient group."""
+    for command in COMMANDS:
+        group.add_command(command)

@@ -1,0 +1,193 @@
+"""The file importer: a byte stream in, a UnixFS file DAG out, as `ipfs add` builds it.
+
+Theory of operation: the source is re-cut into fixed-size chunks; each chunk becomes a
+leaf block, written through a bounded window of concurrent puts; ``_Layout`` folds the
+leaves into Kubo's balanced tree (at most 174 links per node) as they arrive, so only
+the open node of each tree level is held in memory — a few KiB of links per level,
+whatever the file size. Nothing is read twice and nothing waits for the end of the
+stream except the nodes on the right edge of the tree.
+
+The balanced layout (boxo's importer/balanced): fill a node with 174 leaves; when more
+data comes, that node becomes the first child of a new root one level up, which is
+filled with complete subtrees of the level below, and so on. The last subtree of each
+level is as deep as its siblings even when it holds a single leaf, and a file of one
+chunk is that chunk's leaf alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from ..datastore import Datastore
+from ..errors import InvalidArgument
+from ._cid import BlockCid
+from ._concurrency import Window, open_prefetch, open_window
+from ._fetch import fetch_node
+from ._node import Block, Child, file_leaf, file_parent
+from ._types import MAX_LINKS, AddedFile, AddOptions, Progress
+
+
+class BlockWriter:
+    """Stores blocks through a window of concurrent puts; stores nothing for only_hash."""
+
+    def __init__(self, ds: Datastore, window: Window | None) -> None:
+        self._ds = ds
+        self._window = window
+
+    async def put(self, block: Block) -> None:
+        if self._window is not None:
+            await self._window.start(self._ds.put, block.cid.key, block.data)
+
+
+@asynccontextmanager
+async def open_writer(ds: Datastore, options: AddOptions) -> AsyncIterator[BlockWriter]:
+    """A writer whose every block is stored when the block exits (or it raises)."""
+    if options.only_hash:
+        yield BlockWriter(ds, None)
+        return
+    async with open_window(options.window) as window:
+        yield BlockWriter(ds, window)
+
+
+async def rechunk(source: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """Chunks of exactly ``size`` bytes (the last may be shorter) from pieces of any size."""
+    buf = bytearray()
+    async for piece in source:
+        if not buf and len(piece) == size:
+            yield bytes(piece)  # the common case of a file read chunk by chunk: one copy
+            continue
+        buf += piece
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]  # bytearray drops a prefix in O(1)
+    if buf:
+        yield bytes(buf)
+
+
+class _Layout:
+    """Kubo's balanced tree, built bottom-up as children arrive.
+
+    ``_levels[k]`` holds the closed children of the open node at height k+1. For k >= 1
+    that node also has the open node of height k as its last (implicit) child, so a level
+    is full when it holds MAX_LINKS - 1 closed children.
+    """
+
+    def __init__(self, writer: BlockWriter, version: int) -> None:
+        self._writer = writer
+        self._version = version
+        self._levels: list[list[Child]] = [[]]
+
+    async def _close(self, children: list[Child]) -> Child:
+        block, child = file_parent(children, version=self._version)
+        await self._writer.put(block)
+        return child
+
+    async def add(self, child: Child) -> None:
+        levels = self._levels
+        if len(levels[0]) < MAX_LINKS:
+            levels[0].append(child)
+            return
+        closed = await self._close(levels[0])
+        levels[0] = [child]
+        k = 1
+        while True:
+            if k == len(levels):
+                levels.append([closed])  # the tree grows a new root above
+                return
+            levels[k].append(closed)
+            if len(levels[k]) < MAX_LINKS:
+                return
+            closed = await self._close(levels[k])
+            levels[k] = []
+            k += 1
+
+    async def finish(self) -> Child:
+        levels = self._levels
+        if len(levels) == 1 and len(levels[0]) == 1:
+            return levels[0][0]
+        for k in range(len(levels) - 1):
+            levels[k + 1].append(await self._close(levels[k]))
+        return await self._close(levels[-1])
+
+
+async def import_file(
+    writer: BlockWriter,
+    source: AsyncIterable[bytes],
+    options: AddOptions,
+    progress: Progress | None,
+) -> Child:
+    layout = _Layout(writer, options.cid_version)
+    raw = options.leaves_raw
+    empty = True
+    async for chunk in rechunk(source, options.chunk_size):
+        empty = False
+        block, child = file_leaf(chunk, raw=raw, version=options.cid_version)
+        await writer.put(block)
+        await layout.add(child)
+        if progress is not None:
+            progress(len(chunk))
+    if empty:  # Kubo's empty file: one leaf without data
+        block, child = file_leaf(b"", raw=raw, version=options.cid_version)
+        await writer.put(block)
+        await layout.add(child)
+    return await layout.finish()
+
+
+async def add_stream(
+    ds: Datastore,
+    source: AsyncIterable[bytes],
+    *,
+    options: AddOptions = AddOptions(),
+    progress: Progress | None = None,
+) -> AddedFile:
+    """Import a byte stream (pieces of any size) as one UnixFS file.
+
+    Returns once every block is stored; ``progress`` is called with each chunk's size.
+    """
+    async with open_writer(ds, options) as writer:
+        root = await import_file(writer, source, options, progress)
+    return AddedFile(str(root.cid), root.size)
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
+
+
+async def concat(
+    ds: Datastore, parts: Sequence[AddedFile], *, options: AddOptions = AddOptions()
+) -> AddedFile:
+    """One UnixFS file whose content is the parts' contents in order.
+
+    Only each part's root block is read (verified, and its size checked against
+    ``part.size``); the new nodes above them follow the balanced layout. The result is a
+    valid UnixFS file, but not the DAG `ipfs add` would make of the joined bytes.
+    """
+    for p in parts:
+        if p.size < 0:
+            raise InvalidArgument(f"part {p.cid} has a negative size")
+    nonempty = [p for p in parts if p.size]
+    if not nonempty:
+        return await add_stream(ds, _no_bytes(), options=options)
+
+    async def root_of(part: AddedFile) -> Child:
+        node = await fetch_node(ds, BlockCid.parse(part.cid))
+        if node.kind not in ("file", "raw"):
+            raise InvalidArgument(f"part {part.cid} is a {node.kind}, not a file")
+        if node.content_size != part.size:
+            raise InvalidArgument(
+                f"part {part.cid} holds {node.content_size} bytes, not {part.size}"
+            )
+        return Child(node.cid, node.content_size, node.cumulative_size)
+
+    async with open_prefetch(nonempty, root_of, options.window) as roots:
+        children = [c async for _, c in roots]
+    if len(children) == 1:
+        return AddedFile(str(children[0].cid), children[0].size)
+    async with open_writer(ds, options) as writer:
+        layout = _Layout(writer, options.cid_version)
+        for c in children:
+            await layout.add(c)
+        root = await layout.finish()
+    return AddedFile(str(root.cid), root.size)

@@ -1,0 +1,235 @@
+"""Adding local files, symlinks and directory trees, as `ipfs add [-r]` does.
+
+Theory of operation: ``_walk`` lists the tree depth-first in name-byte order (the order
+of os.ReadDir and of dag-pb directory links), skipping names that start with "." unless
+``hidden``, and yields enter/leave steps for directories and one step per file or
+symlink. ``_TreeImport`` turns the steps into blocks: files through the importer,
+symlinks as UnixFS symlinks, each directory's node once its last entry is in.
+
+Results are reported as Kubo reports them: each file and symlink when it is added, then
+the directories after everything else, children before parents, the root last. A result
+is only reported once all its blocks are stored, so that nothing claims success for data
+a later failure would leave half-written. Block writes are therefore grouped in batches
+(``_BATCH_BYTES`` of content or ``_BATCH_ENTRIES`` entries): within a batch the writes of
+many small files overlap in one window; at the batch's end the window drains and the
+batch's results are yielded (outside any nursery, which an async generator must not yield
+from).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as st
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from ..datastore import Datastore
+from ._errors import LocalFileError, local_error
+from ._importer import BlockWriter, import_file, open_writer
+from ._node import Child, check_directory_size, directory, link_size_estimate, symlink
+from ._types import AddOptions, Progress
+
+_BATCH_BYTES = 64 << 20
+_BATCH_ENTRIES = 1024
+# the shortest CID a link can hold (CIDv0); lower bound of a directory's size estimate
+_MIN_CID_LEN = 34
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    kind: str  # "file", "dir" or "symlink"
+    path: Path
+    name: str  # the name Kubo prints: the root's base name, then "root/sub/file"
+    link_name: bytes  # the name in the parent directory's link
+    size: int  # a file's size in bytes (for progress totals)
+    target: bytes  # a symlink's target
+
+
+def _entry(path: Path, name: str, info: os.stat_result) -> _Entry:
+    mode = info.st_mode
+    if st.S_ISLNK(mode):
+        try:
+            target = os.fsencode(os.readlink(path))
+        except OSError as e:
+            raise local_error("read symlink", path, e) from None
+        return _Entry("symlink", path, name, os.fsencode(path.name), 0, target)
+    if st.S_ISDIR(mode):
+        return _Entry("dir", path, name, os.fsencode(path.name), 0, b"")
+    if st.S_ISREG(mode):
+        return _Entry("file", path, name, os.fsencode(path.name), info.st_size, b"")
+    raise LocalFileError(f"cannot add {path}: not a regular file, directory or symlink")
+
+
+def _root_entry(path: Path) -> _Entry:
+    try:
+        info = os.lstat(path)
+    except OSError as e:
+        raise local_error("add", path, e) from None
+    # Kubo names the root by its base name ("." is the working directory's name)
+    return _entry(path, Path(os.path.abspath(path)).name or "/", info)
+
+
+def _addable_root(path: Path, recursive: bool) -> _Entry:
+    root = _root_entry(path)
+    if root.kind == "dir" and not recursive:
+        raise LocalFileError(f"{path} is a directory (add directories with -r)")
+    return root
+
+
+def check_addable(path: Path, *, recursive: bool = False) -> None:
+    """Raise LocalFileError now if ``add_path`` would refuse ``path`` at once (missing,
+    unreadable type, a directory without ``recursive``): to check every path before
+    adding any."""
+    _addable_root(Path(path), recursive)
+
+
+def _scan(parent: _Entry, hidden: bool) -> list[_Entry]:
+    entries = []
+    try:
+        with os.scandir(parent.path) as it:
+            for e in it:
+                if hidden or not e.name.startswith("."):
+                    info = e.stat(follow_symlinks=False)
+                    entries.append(_entry(Path(e.path), f"{parent.name}/{e.name}", info))
+    except OSError as e:
+        raise local_error("read directory", parent.path, e) from None
+    entries.sort(key=lambda e: e.link_name)
+    # Fail before importing a directory whose links alone, at their shortest, would
+    # already make Kubo shard it; the exact check happens when its node is built.
+    bound = sum(link_size_estimate(e.link_name, _MIN_CID_LEN) for e in entries)
+    check_directory_size(str(parent.path), len(entries), bound)
+    return entries
+
+
+async def _walk(root: _Entry, hidden: bool) -> AsyncIterator[tuple[str, _Entry]]:
+    """("enter", dir) ... ("leave", dir) around a directory's entries, ("file", e) and
+    ("symlink", e) for the rest; depth-first, in name-byte order."""
+    yield "enter", root
+    stack = [(root, iter(await trio.to_thread.run_sync(_scan, root, hidden)))]
+    while stack:
+        parent, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            yield "leave", parent
+        elif entry.kind == "dir":
+            yield "enter", entry
+            stack.append((entry, iter(await trio.to_thread.run_sync(_scan, entry, hidden))))
+        else:
+            yield entry.kind, entry
+
+
+async def _file_chunks(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
+    try:
+        f = await trio.open_file(path, "rb")
+    except OSError as e:
+        raise local_error("read", path, e) from None
+    async with f:
+        while True:
+            try:
+                chunk = await f.read(chunk_size)
+            except OSError as e:
+                raise local_error("read", path, e) from None
+            if not chunk:
+                return
+            yield chunk
+
+
+async def _add_entry(
+    writer: BlockWriter, entry: _Entry, options: AddOptions, progress: Progress | None
+) -> Child:
+    """Import one file or symlink."""
+    if entry.kind == "symlink":
+        block, child = symlink(entry.target, version=options.cid_version)
+        await writer.put(block)
+        return child
+    source = _file_chunks(entry.path, options.chunk_size)
+    async with aclosing(source):
+        return await import_file(writer, source, options, progress)
+
+
+class _TreeImport:
+    def __init__(self, options: AddOptions, progress: Progress | None) -> None:
+        self._options = options
+        self._progress = progress
+        self._open: list[list[tuple[bytes, Child]]] = []  # entries of each open directory
+        self.directories: list[tuple[str, str]] = []  # (cid, name), children first
+
+    async def batch(
+        self,
+        writer: BlockWriter,
+        steps: AsyncIterator[tuple[str, _Entry]],
+        added: list[tuple[str, str]],
+    ) -> bool:
+        """Import steps until a batch is full; False if steps remain."""
+        content = 0
+        async for kind, entry in steps:
+            if kind == "enter":
+                self._open.append([])
+                continue
+            if kind == "leave":
+                block, child = directory(
+                    self._open.pop(), version=self._options.cid_version, where=str(entry.path)
+                )
+                await writer.put(block)
+                self.directories.append((str(child.cid), entry.name))
+            else:
+                child = await _add_entry(writer, entry, self._options, self._progress)
+                added.append((str(child.cid), entry.name))
+                content += entry.size
+            if self._open:
+                self._open[-1].append((entry.link_name, child))
+            if content >= _BATCH_BYTES or len(added) >= _BATCH_ENTRIES:
+                return False
+        return True
+
+
+async def add_path(
+    ds: Datastore,
+    path: Path,
+    *,
+    recursive: bool = False,
+    options: AddOptions = AddOptions(),
+    progress: Progress | None = None,
+) -> AsyncIterator[tuple[str, str]]:
+    """Add a file, symlink or (with ``recursive``) directory tree.
+
+    Yields (cid, name) for each file, symlink and directory as `ipfs add -r` prints
+    them, the root last; each only once its blocks are stored.
+    """
+    root = await trio.to_thread.run_sync(_addable_root, Path(path), recursive)
+    if root.kind != "dir":
+        async with open_writer(ds, options) as writer:
+            child = await _add_entry(writer, root, options, progress)
+        yield str(child.cid), root.name
+        return
+    tree = _TreeImport(options, progress)
+    steps = _walk(root, options.hidden)
+    async with aclosing(steps):
+        done = False
+        while not done:
+            added: list[tuple[str, str]] = []
+            async with open_writer(ds, options) as writer:
+                done = await tree.batch(writer, steps, added)
+            for item in added:
+                yield item
+    for item in tree.directories:
+        yield item
+
+
+async def tree_size(path: Path, *, recursive: bool = False, hidden: bool = False) -> int:
+    """Bytes of file content ``add_path`` would read (for progress bars)."""
+    root = await trio.to_thread.run_sync(_root_entry, Path(path))
+    if root.kind != "dir" or not recursive:
+        return root.size
+    total = 0
+    steps = _walk(root, hidden)
+    async with aclosing(steps):
+        async for _, entry in steps:
+            total += entry.size
+    return total
+

@@ -1,0 +1,88 @@
+"""dsclient add/get/cat/ls/stat through three real node processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dscluster.localcluster import Cluster
+from dscluster.unixfs import block_key
+from tests.unit.test_unixfs_tree import KUBO_TREE_ROOT
+from tests.unit.unixfs_support import VECTORS, make_tree, vector_data
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def ok(p: subprocess.CompletedProcess[bytes]) -> bytes:
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout
+
+
+def test_add_gives_kubos_cids_and_get_returns_the_bytes(cluster: Cluster, tmp_path: Path):
+    for v in VECTORS["files"]:
+        f = tmp_path / v["name"]
+        f.write_bytes(vector_data(v))
+        out = ok(cluster.dsclient("add", "--no-progress", str(f))).decode().split()
+        assert out == ["added", v["cid"], v["name"]]
+        copy = tmp_path / ("copy-" + v["name"])
+        ok(cluster.dsclient("get", v["cid"], "-o", str(copy)))
+        assert copy.read_bytes() == f.read_bytes()
+    big = next(v for v in VECTORS["files"] if v["name"] == "rand10m.bin")
+    cat = ok(cluster.dsclient("cat", big["cid"]))
+    assert hashlib.sha256(cat).digest() == hashlib.sha256(vector_data(big)).digest()
+    stat = ok(cluster.dsclient("stat", big["cid"])).decode()
+    assert f"Size: {big['size']}" in stat and "Type: file" in stat
+    # blocks are stored where Kubo keeps them, and spread over every node
+    keys = ok(cluster.dsclient("ls", "/blocks")).decode().split()
+    assert block_key(big["cid"]) in keys
+    holders = {r["index"] for r in cluster_rows(cluster) if r["keys"] > 0}
+    assert holders == {0, 1, 2}
+
+
+def cluster_rows(cluster: Cluster) -> list[dict]:
+    return json.loads(ok(cluster.dsclient("status", "--json")))["nodes"]
+
+
+def test_add_r_and_get_a_directory_tree(cluster: Cluster, tmp_path: Path):
+    tree = make_tree(tmp_path / "tree", hidden=False)
+    lines = ok(cluster.dsclient("add", "-r", "--no-progress", str(tree))).decode().splitlines()
+    assert lines[-1] == f"added {KUBO_TREE_ROOT} tree"
+    listing = ok(cluster.dsclient("ls", KUBO_TREE_ROOT)).decode()
+    assert listing.strip()
+    out = tmp_path / "copy"
+    ok(cluster.dsclient("get", KUBO_TREE_ROOT, "-o", str(out)))
+    for p in tree.rglob("*"):
+        q = out / p.relative_to(tree)
+        if p.is_symlink():
+            assert q.is_symlink() and q.readlink() == p.readlink()
+        elif p.is_file():
+            assert q.read_bytes() == p.read_bytes(), p
+
+
+def test_corrupt_block_on_a_node_is_detected_and_nothing_is_left(cluster: Cluster,
+                                                                  tmp_path: Path):
+    f = tmp_path / "victim.bin"
+    f.write_bytes(b"precious " * 100_000)
+    cid = ok(cluster.dsclient("add", "-Q", "--no-progress", str(f))).decode().strip()
+    # flip a byte in one leaf block file, behind the cluster's back
+    name = None
+    for node in cluster.nodes:
+        for path in (node.conf / "data" / "blocks").rglob("*.data"):
+            data = path.read_bytes()
+            if b"precious" in data:
+                name = path.name[: -len(".data")]
+                path.write_bytes(data.replace(b"precious", b"PRECIOUS", 1))
+                break
+        if name:
+            break
+    assert name
+    out = tmp_path / "out.bin"
+    p = cluster.dsclient("get", cid, "-o", str(out))
+    err = p.stderr.decode()
+    assert p.returncode != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "corrupt" in err or "does not match" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".out.bin*"))

@@ -23,6 +23,7 @@ from dscluster.client.connect import open_cluster
 from dscluster.localcluster import Cluster
 from dscluster.store import open_store
 
+from .files import bench_files
 from .kv import Result, run_kv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,10 +82,12 @@ def main() -> None:
         cluster = Cluster(tmp / "cluster").start()
         try:
             remote = trio.run(bench_cluster, args.seconds, cluster)
+            for r in remote:
+                say(r.line())
+            for line in bench_files(cluster, tmp):
+                say(line)
         finally:
             cluster.stop()
-        for r in remote:
-            say(r.line())
         by = {(r.what, r.op, r.size, r.concurrency): r for r in local + remote}
         put256 = by[("cluster (3)", "put", 256 * 1024, 8)].mb_per_s
         get1k = by[("cluster (3)", "get", 1024, 8)].ops_per_s

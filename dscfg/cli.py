@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import click
 
 from dscluster.cliutil import run_cli
-from dscluster.config import StoreConfig
+from dscluster.config import STORE_KINDS, StoreConfig
 from dscluster.provision import create_client, create_cluster, token_from
-from dscluster.store.base import STORE_KINDS
+from dscluster.s3.settings import new_credential
+
+from .s3 import register as register_s3_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,7 +32,8 @@ def main() -> None:
 def cluster(node_count: int, host: str, port: int | None, store: str,
             mongodb_uri: str | None, directory: Path) -> None:
     """Create a new cluster: the bootstrapper's DIRECTORY and the join tokens."""
-    s3 = _initial_s3_section()
+    # one S3 credential, so the bootstrapper's gateway works as soon as it is switched on
+    s3 = {"credentials": [new_credential().to_dict()]}
     files = create_cluster(directory, node_count, host=host, port=port,
                            store=StoreConfig(type=store, mongodb_uri=mongodb_uri), s3=s3)
     click.echo(files.bootstrapper)
@@ -63,24 +65,7 @@ def client(bootstrapper: str, token_file: Path | None, path: Path) -> None:
     click.echo(f"{kind} client {cfg.peer_id} written to {path}")
 
 
-def _initial_s3_section() -> dict | None:
-    """One S3 credential for the bootstrapper's gateway, when the gateway is installed."""
-    try:
-        settings = importlib.import_module("dscluster.s3.settings")
-    except ImportError:
-        return None
-    return {"credentials": [settings.new_credential().to_dict()]}
-
-
-def _register_plugins() -> None:
-    try:
-        s3 = importlib.import_module("dscfg.s3")
-    except ImportError:
-        return
-    s3.register(main)
-
-
-_register_plugins()
+register_s3_commands(main)
 
 
 def entry() -> None:

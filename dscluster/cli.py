@@ -13,11 +13,10 @@ import click
 import trio
 
 from .cliutil import run_cli, setup_logging
-from .config import CONFIG_FILE, LOG_LEVELS, StoreConfig, load_node_config
+from .config import CONFIG_FILE, LOG_LEVELS, STORE_KINDS, StoreConfig, load_node_config
 from .errors import ConfigError
 from .node.daemon import run_node
 from .provision import create_joining_node, token_from
-from .store.base import STORE_KINDS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,6 +59,14 @@ def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file
         cfg.bootstrapper = bootstrapper
     if s3_listen is not None:
         cfg.s3 = {**(cfg.s3 or {}), "listen": s3_listen}
+        if not cfg.s3.get("credentials") and not cfg.s3.get("allow_anonymous"):
+            # a gateway nobody can sign requests for would refuse everything
+            from .s3.settings import add_node_credential
+
+            cred = add_node_credential(conf_dir)
+            cfg.s3["credentials"] = [cred.to_dict()]
+            click.echo(f"dscluster: created S3 access key {cred.access_key} in "
+                       f"{conf_dir / CONFIG_FILE} (see: dscfg s3-key list)", err=True)
     setup_logging(log_level or cfg.log_level)
     trio.run(run_node, conf_dir, cfg)
 

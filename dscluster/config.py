@@ -20,8 +20,9 @@ from typing import Any
 from .errors import ConfigError
 from .identity import write_private_file
 from .limits import Limits
-from .store.base import STORE_KINDS
 
+# the one list of store backends (dscluster.store opens them)
+STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
 CONFIG_VERSION = 1
 CONFIG_FILE = "config.json"
 IDENTITY_FILE = "identity.key"

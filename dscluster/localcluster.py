@@ -69,11 +69,12 @@ class NodeProc:
 
 class Cluster:
     def __init__(self, root: Path, nodes: int = 3, store: str = "flatfs",
-                 extra_cfg: Sequence[str] = ()) -> None:
+                 extra_cfg: Sequence[str] = (), node0_args: Sequence[str] = ()) -> None:
         self.root = root
         self.n = nodes
         self.store = store
         self.extra_cfg = list(extra_cfg)
+        self.node0_args = list(node0_args)  # e.g. --s3-listen for the bootstrapper
         self.nodes: list[NodeProc] = []
         self.bootstrapper = ""
 
@@ -92,7 +93,7 @@ class Cluster:
             conf = self.root / f"srv{i + 1:02d}"
             self.nodes.append(NodeProc(i, conf, self.root / f"node{i}.log"))
         try:
-            self.nodes[0].start([])
+            self.nodes[0].start(self.node0_args)
             self.nodes[0].wait_ready()
             for node in self.nodes[1:]:
                 node.start(self.join_args(node.index))

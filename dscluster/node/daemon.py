@@ -106,8 +106,9 @@ async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig
     from ..s3.server import serve_s3
     from ..s3.settings import S3Settings
 
-    settings = S3Settings.from_dict({**(cfg.s3 or {}),
-                                     "max_value_size": cfg.limits.max_value_bytes})
+    settings = S3Settings.from_dict(cfg.s3)
+    # an object stored as one value must fit in one value of this cluster
+    settings.max_value_size = min(settings.max_value_size, cfg.limits.max_value_bytes)
     bound = await nursery.start(serve_s3, ds, settings)
     log.info("S3 gateway listening on http://%s", bound)
 

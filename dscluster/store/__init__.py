@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..config import STORE_KINDS
 from ..errors import ConfigError
-from .base import DEFAULT_THREADS, STORE_KINDS, ScanPage, ScanQueryMixin, Store
+from .base import DEFAULT_THREADS, ScanPage, ScanQueryMixin, Store
 from .flatfs import FlatFSStore
 from .keyindex import KeyIndex
 from .leveldb import LevelDBStore

@@ -18,7 +18,6 @@ from ..errors import NotFound
 from ..keys import prefix_bound
 from ..query import Entry, Query, anaive_query_apply, matches, seek_after
 
-STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
 # flatfs's default of 16 concurrent fsyncs; also the worker-thread limit per store
 DEFAULT_THREADS = 16
 # what one ScanQueryMixin page asks a backend for

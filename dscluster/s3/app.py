@@ -1,0 +1,129 @@
+"""The ASGI application: parse, route, authenticate, dispatch, answer.
+
+Every request gets an id (``x-amz-request-id`` and ``<RequestId>``). Errors from any
+layer end here: an ``S3Error`` as it is, a dscluster error through the one mapping table
+(errors.py), anything else as InternalError with the traceback in the log. Errors raised
+inside a nursery (the UnixFS importer runs one) arrive as exception groups and are
+unwrapped first. Before answering, whatever the handler left of the request body is
+read and dropped, so that the client sees the answer and the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+
+from ..datastore import Datastore
+from ..errors import DSClusterError
+from . import buckets, listing, multipart, objects
+from .body import drain
+from .context import Gateway, Handler
+from .errors import S3Error, s3_error_from
+from .http import (
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    error_response,
+    parse_request,
+    send_response,
+)
+from .router import Endpoint, route
+from .settings import S3Settings
+from .sigv4 import authenticate
+
+log = logging.getLogger("dscluster.s3")
+
+HANDLERS: dict[Endpoint, Handler] = {
+    Endpoint.LIST_BUCKETS: buckets.list_buckets,
+    Endpoint.CREATE_BUCKET: buckets.create_bucket,
+    Endpoint.HEAD_BUCKET: buckets.head_bucket,
+    Endpoint.DELETE_BUCKET: buckets.delete_bucket,
+    Endpoint.GET_BUCKET_LOCATION: buckets.get_bucket_location,
+    Endpoint.GET_BUCKET_VERSIONING: buckets.get_bucket_versioning,
+    Endpoint.LIST_OBJECTS: listing.list_objects,
+    Endpoint.LIST_OBJECTS_V2: listing.list_objects_v2,
+    Endpoint.LIST_MULTIPART_UPLOADS: multipart.list_uploads,
+    Endpoint.DELETE_OBJECTS: objects.delete_many,
+    Endpoint.PUT_OBJECT: objects.put_object,
+    Endpoint.COPY_OBJECT: objects.copy_object,
+    Endpoint.GET_OBJECT: objects.get_object,
+    Endpoint.HEAD_OBJECT: objects.head_object,
+    Endpoint.DELETE_OBJECT: objects.delete_object,
+    Endpoint.CREATE_MULTIPART_UPLOAD: multipart.create_upload,
+    Endpoint.UPLOAD_PART: multipart.upload_part,
+    Endpoint.UPLOAD_PART_COPY: multipart.upload_part_copy,
+    Endpoint.COMPLETE_MULTIPART_UPLOAD: multipart.complete_upload,
+    Endpoint.ABORT_MULTIPART_UPLOAD: multipart.abort_upload,
+    Endpoint.LIST_PARTS: multipart.list_parts,
+}
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def as_s3_error(exc: Exception) -> S3Error:
+    """The S3 error an exception (or exception group) stands for."""
+    leaves = _leaves(exc)
+    for leaf in leaves:
+        if isinstance(leaf, S3Error):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, DSClusterError):
+            err = s3_error_from(leaf)
+            if err.code == "InternalError":
+                log.error("datastore error: %r", leaf)
+            return err
+    log.error("internal error", exc_info=exc)
+    return S3Error("InternalError")
+
+
+class S3App:
+    """The gateway as an ASGI 3 application over a Datastore."""
+
+    def __init__(self, ds: Datastore, settings: S3Settings) -> None:
+        self.gw = Gateway(ds, settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _handle(self, req: Request) -> Response:
+        settings = self.gw.settings
+        where = route(req.method, req.path, req.query,
+                      copy_source=req.header("x-amz-copy-source") is not None)
+        req.auth = authenticate(req.method, req.path, req.query_pairs, req.headers,
+                                secret_for=settings.secret_for,
+                                allow_anonymous=settings.allow_anonymous,
+                                now=datetime.now(UTC))
+        return await HANDLERS[where.endpoint](self.gw, req, where)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = secrets.token_hex(8).upper()
+        req: Request | None = None
+        try:
+            req = parse_request(scope, receive, request_id)
+            resp = await self._handle(req)
+        except Exception as e:
+            resp = error_response(as_s3_error(e), request_id,
+                                  req.path if req is not None else None)
+        if req is not None:
+            try:
+                await drain(req)
+            except Exception as e:
+                log.debug("could not drain the request body: %r", e)
+        await send_response(send, resp, request_id, head=scope["method"] == "HEAD",
+                            receive=receive)

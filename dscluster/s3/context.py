@@ -1,0 +1,20 @@
+"""What every handler is given: the datastore and the settings, and its signature."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..datastore import Datastore
+from .http import Request, Response
+from .router import Route
+from .settings import S3Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    ds: Datastore
+    settings: S3Settings
+
+
+Handler = Callable[[Gateway, Request, Route], Awaitable[Response]]

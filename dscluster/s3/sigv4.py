@@ -1,0 +1,332 @@
+"""AWS Signature Version 4, sans-IO: the Authorization header, presigned URLs (X-Amz-*
+query parameters) and the chunk-signature chain of aws-chunked bodies.
+
+Theory of operation. ``authenticate`` rebuilds the canonical request from what arrived
+(method, decoded path, query pairs, headers) the way S3 does it: the path is
+URI-encoded once and never normalised, query pairs are sorted after encoding, header
+values are trimmed and their inner runs of spaces collapsed. The string to sign is
+signed with the key derived from the secret of the claimed access key and compared in
+constant time. What the signature says about the body (a SHA-256, UNSIGNED-PAYLOAD or
+one of the STREAMING-* modes) is returned, so that the body reader can verify it; for
+signed streaming bodies the seed signature starts a ``ChunkChain`` that every chunk
+signature (and the trailer signature) must continue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+from .errors import S3Error
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+STREAMING_MODES = (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER)
+MAX_SKEW_SECONDS = 15 * 60
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_SPACES_RE = re.compile(r"[ \t]+")
+Headers = Sequence[tuple[str, str]]  # lower-case names, in arrival order
+
+
+def uri_encode(s: str, *, keep_slash: bool = False) -> str:
+    """AWS's UriEncode: every byte but A-Z a-z 0-9 - _ . ~ as %XX (upper-case hex)."""
+    return quote(s, safe="/" if keep_slash else "")
+
+
+def canonical_query(pairs: Sequence[tuple[str, str]]) -> str:
+    encoded = sorted((uri_encode(k), uri_encode(v)) for k, v in pairs)
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def canonical_headers(headers: Headers, signed: Sequence[str]) -> str:
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(_SPACES_RE.sub(" ", value.strip(" \t")))
+    return "".join(f"{name}:{','.join(values.get(name, []))}\n" for name in signed)
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    headers: Headers,
+    signed_headers: Sequence[str],
+    payload_hash: str,
+) -> str:
+    return "\n".join((
+        method,
+        uri_encode(path, keep_slash=True) or "/",
+        canonical_query(query),
+        canonical_headers(headers, signed_headers),
+        ";".join(signed_headers),
+        payload_hash,
+    ))
+
+
+def credential_scope(date: str, region: str, service: str = "s3") -> str:
+    return f"{date}/{region}/{service}/aws4_request"
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def string_to_sign(amz_date: str, scope: str, creq: str) -> str:
+    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{_sha256_hex(creq.encode())}"
+
+
+def signing_key(secret: str, date: str, region: str, service: str = "s3") -> bytes:
+    k = ("AWS4" + secret).encode()
+    for part in (date, region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return k
+
+
+def sign(key: bytes, sts: str) -> str:
+    return hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+
+
+def chunk_string_to_sign(amz_date: str, scope: str, previous: str, data_sha256: str) -> str:
+    return (f"{ALGORITHM}-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{EMPTY_SHA256}\n"
+            f"{data_sha256}")
+
+
+def trailer_string_to_sign(amz_date: str, scope: str, previous: str, trailers: bytes) -> str:
+    return f"{ALGORITHM}-TRAILER\n{amz_date}\n{scope}\n{previous}\n{_sha256_hex(trailers)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningContext:
+    """What the chunk signatures of a signed streaming body are chained from."""
+
+    key: bytes
+    amz_date: str
+    scope: str
+    seed_signature: str
+
+
+class ChunkChain:
+    """Verifies aws-chunked chunk signatures, each chained from the one before."""
+
+    def __init__(self, ctx: SigningContext) -> None:
+        self._ctx = ctx
+        self._previous = ctx.seed_signature
+
+    def _check(self, sts: str, provided: str) -> None:
+        expected = sign(self._ctx.key, sts)
+        if not hmac.compare_digest(expected, provided):
+            raise S3Error("SignatureDoesNotMatch", "A chunk signature does not match.")
+        self._previous = expected
+
+    def verify_chunk(self, provided: str, data_sha256: str) -> None:
+        ctx = self._ctx
+        self._check(chunk_string_to_sign(ctx.amz_date, ctx.scope, self._previous,
+                                         data_sha256), provided)
+
+    def verify_trailer(self, provided: str, canonical_trailers: bytes) -> None:
+        ctx = self._ctx
+        self._check(trailer_string_to_sign(ctx.amz_date, ctx.scope, self._previous,
+                                           canonical_trailers), provided)
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """The outcome of authentication."""
+
+    access_key: str | None  # None for an anonymous request (allow_anonymous)
+    payload_hash: str  # hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* mode
+    signing: SigningContext | None = None  # for STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What a request claims: from the Authorization header or the X-Amz-* query."""
+
+    access_key: str
+    date: str
+    region: str
+    service: str
+    signed_headers: list[str]
+    signature: str
+    amz_date: str
+    payload_hash: str
+    query: list[tuple[str, str]]  # the query pairs that are signed
+
+
+def _first(headers: Headers, name: str) -> str | None:
+    return next((v for n, v in headers if n == name), None)
+
+
+def _parse_amz_date(value: str, code: str) -> datetime:
+    try:
+        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise S3Error(code, f"Invalid date {value!r}; expected YYYYMMDD'T'HHMMSS'Z'.") from None
+
+
+def _split_credential(cred: str, code: str) -> tuple[str, str, str, str]:
+    parts = cred.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
+        raise S3Error(code, f"Malformed credential {cred!r}; expected "
+                            "ACCESS_KEY/YYYYMMDD/REGION/s3/aws4_request.")
+    if parts[3] != "s3":
+        raise S3Error(code, f"The credential is for service {parts[3]!r}, expected 's3'.")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def _check_payload(value: str, name: str) -> str:
+    if value in (UNSIGNED_PAYLOAD, *STREAMING_MODES) or _SHA256_RE.fullmatch(value):
+        return value
+    raise S3Error("InvalidArgument", f"{name} must be UNSIGNED-PAYLOAD, STREAMING-* or a "
+                  "SHA-256 in lower-case hex.", ArgumentName=name, ArgumentValue=value)
+
+
+def _payload_claim(headers: Headers) -> str:
+    value = _first(headers, "x-amz-content-sha256")
+    if value is not None:
+        return _check_payload(value, "x-amz-content-sha256")
+    has_body = (_first(headers, "transfer-encoding") is not None
+                or _first(headers, "content-length") not in (None, "0"))
+    if has_body:
+        raise S3Error("MissingSecurityHeader",
+                      "Missing required header for this request: x-amz-content-sha256.")
+    return EMPTY_SHA256
+
+
+def _header_claim(auth: str, query: list[tuple[str, str]], headers: Headers) -> _Claim:
+    code = "AuthorizationHeaderMalformed"
+    if not auth.startswith(ALGORITHM + " "):
+        raise S3Error("InvalidRequest", "The authorization mechanism you have provided is "
+                      "not supported. Please use AWS4-HMAC-SHA256.")
+    fields: dict[str, str] = {}
+    for part in auth[len(ALGORITHM) + 1:].split(","):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            fields[name] = value
+    try:
+        cred, signed, signature = (fields["Credential"], fields["SignedHeaders"],
+                                   fields["Signature"])
+    except KeyError as e:
+        raise S3Error(code, f"The authorization header lacks {e.args[0]}.") from None
+    access_key, date, region, service = _split_credential(cred, code)
+    amz_date = _first(headers, "x-amz-date")
+    if amz_date is None:
+        raw = _first(headers, "date")
+        try:
+            amz_date = parsedate_to_datetime(raw).astimezone(UTC).strftime(AMZ_DATE_FORMAT)
+        except (TypeError, ValueError):
+            raise S3Error("AccessDenied", "AWS authentication requires a valid Date or "
+                          "x-amz-date header.") from None
+    payload = _payload_claim(headers)
+    signed_headers = signed.split(";")
+    required = ["host"] + (["x-amz-content-sha256"]
+                           if _first(headers, "x-amz-content-sha256") is not None else [])
+    missing = [h for h in required if h not in signed_headers]
+    if missing:
+        raise S3Error("AccessDenied", "There were headers present in the request which were "
+                      "not signed.", HeadersNotSigned=", ".join(missing))
+    return _Claim(access_key, date, region, service, signed_headers, signature, amz_date,
+                  payload, query)
+
+
+def _query_claim(query: list[tuple[str, str]], now: datetime) -> _Claim:
+    code = "AuthorizationQueryParametersError"
+    q = dict(query)
+    if q.get("X-Amz-Algorithm") != ALGORITHM:
+        raise S3Error(code, "X-Amz-Algorithm only supports AWS4-HMAC-SHA256.")
+    try:
+        cred, amz_date, expires, signed, signature = (
+            q["X-Amz-Credential"], q["X-Amz-Date"], q["X-Amz-Expires"],
+            q["X-Amz-SignedHeaders"], q["X-Amz-Signature"])
+    except KeyError as e:
+        raise S3Error(code, f"Query-string authentication requires {e.args[0]}.") from None
+    access_key, date, region, service = _split_credential(cred, code)
+    if not expires.isdigit() or not 0 < int(expires) <= MAX_PRESIGN_SECONDS:
+        raise S3Error(code, "X-Amz-Expires must be a number of seconds from 1 to 604800.")
+    start = _parse_amz_date(amz_date, code)
+    if (now - start).total_seconds() > int(expires):
+        raise S3Error("AccessDenied", "Request has expired", XAmzExpires=expires,
+                      Expires=start.strftime(AMZ_DATE_FORMAT),
+                      ServerTime=now.strftime(AMZ_DATE_FORMAT))
+    signed_headers = signed.split(";")
+    if "host" not in signed_headers:
+        raise S3Error("AccessDenied", "There were headers present in the request which were "
+                      "not signed.", HeadersNotSigned="host")
+    payload = _check_payload(q.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD),
+                             "X-Amz-Content-Sha256")
+    signed_query = [(k, v) for k, v in query if k != "X-Amz-Signature"]
+    return _Claim(access_key, date, region, service, signed_headers, signature, amz_date,
+                  payload, signed_query)
+
+
+def authenticate(
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: Headers,
+    *,
+    secret_for: Callable[[str], str | None],
+    allow_anonymous: bool,
+    now: datetime,
+) -> Authorized:
+    """Check a request's signature; raises S3Error when it is refused."""
+    auth = _first(headers, "authorization")
+    presigned = any(k == "X-Amz-Signature" for k, _ in query)
+    if auth is not None and presigned:
+        raise S3Error("InvalidArgument", "Only one auth mechanism allowed; only the "
+                      "X-Amz-Algorithm query parameter or the Authorization header should "
+                      "be specified.")
+    if auth is None and not presigned:
+        if any(k == "AWSAccessKeyId" for k, _ in query):
+            raise S3Error("InvalidRequest", "Signature Version 2 is not supported; presign "
+                          "with AWS4-HMAC-SHA256 (boto3: Config(signature_version='s3v4')).")
+        if not allow_anonymous:
+            raise S3Error("AccessDenied", "Anonymous access is not allowed.")
+        # nothing is signed: a body is only checked against a hash the client sent
+        unsigned = _first(headers, "x-amz-content-sha256") is None
+        return Authorized(None, UNSIGNED_PAYLOAD if unsigned else _payload_claim(headers))
+    claim = (_header_claim(auth, query, headers) if auth is not None
+             else _query_claim(query, now))
+    if claim.amz_date[:8] != claim.date:
+        raise S3Error("AuthorizationHeaderMalformed" if auth else
+                      "AuthorizationQueryParametersError",
+                      "Invalid credential date. Date is not the same as X-Amz-Date.")
+    age = (now - _parse_amz_date(claim.amz_date, "AccessDenied")).total_seconds()
+    if presigned and age < -MAX_SKEW_SECONDS:
+        raise S3Error("AccessDenied", "Request is not valid yet")
+    # a presigned URL may be used until it expires (checked above), so only a signed
+    # header's date must be recent
+    if not presigned and abs(age) > MAX_SKEW_SECONDS:
+        raise S3Error("RequestTimeTooSkewed", RequestTime=claim.amz_date,
+                      ServerTime=now.strftime(AMZ_DATE_FORMAT),
+                      MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
+    secret = secret_for(claim.access_key)
+    if secret is None:
+        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=claim.access_key)
+    creq = canonical_request(method, path, claim.query, headers, claim.signed_headers,
+                             claim.payload_hash)
+    scope = credential_scope(claim.date, claim.region, claim.service)
+    sts = string_to_sign(claim.amz_date, scope, creq)
+    key = signing_key(secret, claim.date, claim.region, claim.service)
+    expected = sign(key, sts)
+    if not hmac.compare_digest(expected, claim.signature):
+        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=claim.access_key,
+                      StringToSign=sts, SignatureProvided=claim.signature,
+                      CanonicalRequest=creq)
+    signing = None
+    if claim.payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
+        signing = SigningContext(key, claim.amz_date, scope, expected)
+    return Authorized(claim.access_key, claim.payload_hash, signing)

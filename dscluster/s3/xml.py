@@ -1,0 +1,80 @@
+"""S3's XML: building responses and parsing the few request bodies S3 has.
+
+Responses are built from nested tuples, ``("Name", value-or-children)``, so handlers
+read like the XML they produce. Request bodies are size-bounded by the caller and any
+document with a DTD is refused before parsing, which rules out entity expansion.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from .errors import S3Error
+
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+Node = tuple[str, "str | int | bool | Sequence[Node] | None"]
+
+# there are no ACLs: every credential may use every bucket, so everything has one owner
+OWNER: Sequence[Node] = (("ID", "dscluster"), ("DisplayName", "dscluster"))
+
+
+def iso8601(ms: int) -> str:
+    """S3's timestamp format in XML: 2009-10-12T17:50:30.000Z."""
+    t = datetime.fromtimestamp(ms / 1000, UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _text(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _build(parent: ET.Element, nodes: Iterable[Node]) -> None:
+    for name, value in nodes:
+        if value is None:
+            continue
+        child = ET.SubElement(parent, name)
+        if isinstance(value, str | int | bool):
+            child.text = _text(value)
+        else:
+            _build(child, value)
+
+
+def document(root: str, nodes: Iterable[Node] | str, *, namespace: bool = True) -> bytes:
+    """An XML document; ``None`` values are left out, so optional elements are easy.
+    ``nodes`` may be the root's text instead (GetBucketLocation's answer is one)."""
+    el = ET.Element(root, {"xmlns": S3_NS} if namespace else {})
+    if isinstance(nodes, str):
+        el.text = nodes
+    else:
+        _build(el, nodes)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="utf-8",
+                                                                     xml_declaration=False)
+
+
+def parse(body: bytes) -> ET.Element:
+    """The root of a request body, or MalformedXML."""
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise S3Error("MalformedXML")
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError:
+        raise S3Error("MalformedXML") from None
+
+
+def local(tag: str) -> str:
+    """A tag without its namespace: clients send S3 bodies with and without one."""
+    return tag.rpartition("}")[2]
+
+
+def children(el: ET.Element, name: str) -> list[ET.Element]:
+    return [c for c in el if local(c.tag) == name]
+
+
+def child_text(el: ET.Element, name: str) -> str | None:
+    found = children(el, name)
+    return (found[0].text or "") if found else None

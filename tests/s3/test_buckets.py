@@ -1,0 +1,72 @@
+"""Bucket operations through boto3, and the error answers S3 clients rely on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .support import Gateway, code_of, raw
+
+pytestmark = pytest.mark.timeout(30)
+
+
+
+def test_bucket_life_cycle(gw: Gateway, s3: Any) -> None:
+    s3.create_bucket(Bucket="life-cycle")
+    assert "life-cycle" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    head = s3.head_bucket(Bucket="life-cycle")
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == "us-east-1"
+    assert s3.get_bucket_location(Bucket="life-cycle")["LocationConstraint"] is None
+    assert "Status" not in s3.get_bucket_versioning(Bucket="life-cycle")
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket="life-cycle")
+    assert code_of(e) == ("BucketAlreadyOwnedByYou", 409)
+    s3.put_object(Bucket="life-cycle", Key="x", Body=b"1")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket="life-cycle")
+    assert code_of(e) == ("BucketNotEmpty", 409)
+    s3.delete_object(Bucket="life-cycle", Key="x")
+    s3.delete_bucket(Bucket="life-cycle")
+    with pytest.raises(ClientError) as e:
+        s3.head_bucket(Bucket="life-cycle")
+    assert code_of(e) == ("404", 404)
+    assert "life-cycle" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_bucket_with_a_multipart_upload_is_not_empty(s3: Any, bucket: str) -> None:
+    up = s3.create_multipart_upload(Bucket=bucket, Key="k")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket=bucket)
+    assert code_of(e) == ("BucketNotEmpty", 409)
+    s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=up["UploadId"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+@pytest.mark.parametrize("name", ["ab", "UPPER", "-dash", "dots..dots", "192.168.0.1",
+                                  "under_score", "x" * 64])
+def test_invalid_bucket_names(gw: Gateway, name: str) -> None:
+    r = raw(gw, "PUT", f"/{name}")
+    assert r.status == 400 and b"<Code>InvalidBucketName</Code>" in r.body
+
+
+def test_errors_are_s3_xml_with_a_request_id(gw: Gateway) -> None:
+    r = raw(gw, "GET", "/no-such-bucket-here/key")
+    assert r.status == 404
+    assert r.headers["content-type"] == "application/xml"
+    request_id = r.headers["x-amz-request-id"]
+    assert b"<Code>NoSuchBucket</Code>" in r.body
+    assert f"<RequestId>{request_id}</RequestId>".encode() in r.body
+
+
+def test_method_not_allowed_and_not_implemented(gw: Gateway, bucket: str) -> None:
+    r = raw(gw, "POST", "/")
+    assert r.status == 405 and b"<Code>MethodNotAllowed</Code>" in r.body
+    r = raw(gw, "GET", f"/{bucket}", query="acl=")
+    assert r.status == 501 and b"<Code>NotImplemented</Code>" in r.body
+
+
+def test_keep_alive(gw: Gateway, bucket: str) -> None:
+    r = raw(gw, "GET", f"/{bucket}", query="list-type=2")
+    assert r.status == 200 and r.headers.get("connection", "").lower() != "close"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -20,9 +21,11 @@ from pathlib import Path
 import trio
 
 from dscluster.client.connect import open_cluster
+from dscluster.config import free_tcp_port
 from dscluster.localcluster import Cluster
 from dscluster.store import open_store
 
+from .bench_s3 import bench_gateway
 from .files import bench_files
 from .kv import Result, run_kv
 
@@ -79,16 +82,28 @@ def main() -> None:
         local = trio.run(bench_local, args.seconds, tmp)
         for r in local:
             say(r.line())
-        cluster = Cluster(tmp / "cluster").start()
+        s3_port = free_tcp_port()
+        cluster = Cluster(tmp / "cluster", node0_args=[f"--s3-listen=127.0.0.1:{s3_port}"])
+        cluster.start()
         try:
             remote = trio.run(bench_cluster, args.seconds, cluster)
             for r in remote:
                 say(r.line())
             for line in bench_files(cluster, tmp):
                 say(line)
+            cred = json.loads((cluster.nodes[0].conf / "config.json").read_text())["s3"]
+            gw = bench_gateway(f"http://127.0.0.1:{s3_port}", cred["credentials"][0]["access_key"],
+                               cred["credentials"][0]["secret_key"], size=256 * 1024, threads=8,
+                               seconds=args.seconds)
         finally:
             cluster.stop()
         by = {(r.what, r.op, r.size, r.concurrency): r for r in local + remote}
+        for op in ("put", "get"):
+            native = by[("cluster (3)", op, 256 * 1024, 8)].mb_per_s
+            mbs = gw[f"{op}_mb_s"]
+            say(f"S3 gateway {op:<3} 256 KiB x8 (boto3 threads): {mbs:7.1f} MB/s = "
+                f"{mbs / native:.2f} x native client ({native:.1f} MB/s) "
+                f"(target >= 0.60: {'met' if mbs >= 0.6 * native else 'NOT met'})")
         put256 = by[("cluster (3)", "put", 256 * 1024, 8)].mb_per_s
         get1k = by[("cluster (3)", "get", 1024, 8)].ops_per_s
         say(f"target 256 KiB put x8 >= 60 MB/s: {put256:.1f} MB/s "

@@ -30,7 +30,7 @@ from ..cluster.state import ClusterState
 from ..clustermap import JOINED, ClusterMap, Member
 from ..concurrency import open_nursery
 from ..datastore import Batch, BatchOp
-from ..errors import ClusterError, DSClusterError, Redirect, Unavailable
+from ..errors import ClusterError, DSClusterError, Redirect, Unavailable, error_from_wire
 from ..keys import Key, slot_of
 from ..limits import Limits
 from ..net.pool import ChannelPool
@@ -38,6 +38,7 @@ from ..query import Entry, Query, anaive_query_apply, filter_to_wire, seek_after
 
 log = logging.getLogger(__name__)
 MAX_REDIRECTS = 3
+LocalHandler = Callable[[wire.Message], Awaitable[wire.Message]]
 T = TypeVar("T")
 
 
@@ -50,8 +51,11 @@ class ClusterDatastore:
         bootstrapper: tuple[str, Sequence[str]] | None,
         limits: Limits,
         request_timeout: float = 30.0,
+        local: tuple[int, LocalHandler] | None = None,
     ) -> None:
         self.pool = pool
+        # inside a node: its member index and its server, to answer its own slots
+        self._local_index, self._local = local if local is not None else (-1, None)
         self.state = state
         self.bootstrapper = bootstrapper
         self.limits = limits
@@ -110,6 +114,8 @@ class ClusterDatastore:
                 raise Unavailable(f"{self._describe(member)} has not joined the cluster yet")
             try:
                 with trio.fail_after(self.request_timeout):
+                    if member.index == self._local_index and self._local is not None:
+                        return await call(_LocalChannel(self._local))
                     async with self.pool.channel(member.peer_id, member.addrs) as chan:
                         return await call(chan)
             except Redirect as r:
@@ -288,6 +294,22 @@ class ClusterDatastore:
             for row in rows:
                 n.start_soon(probe, row)
         return rows
+
+
+class _LocalChannel:
+    """A channel to the node this client lives in: the request goes straight to its
+    server's handler; errors come back as the same exceptions as over the wire."""
+
+    __slots__ = ("_answer",)
+
+    def __init__(self, answer: LocalHandler) -> None:
+        self._answer = answer
+
+    async def request(self, msg: wire.Message) -> wire.Message:
+        ans = await self._answer(msg)
+        if isinstance(ans, wire.Error):
+            raise error_from_wire(ans.code, ans.message, ans.detail)
+        return ans
 
 
 class _NodeCursor:

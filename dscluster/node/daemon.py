@@ -87,7 +87,8 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                 if cfg.s3 and cfg.s3.get("listen"):
                     ds = ClusterDatastore(pool, state, bootstrapper=boot_contact,
                                           limits=cfg.limits,
-                                          request_timeout=cfg.timeouts.request)
+                                          request_timeout=cfg.timeouts.request,
+                                          local=(cfg.member_index, server.answer_local))
                     await _start_s3(nursery, ds, cfg)
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
                 log.info(

@@ -131,6 +131,11 @@ class NodeServer:
                 log.debug("stream from %s ended: %s", peer, e)
                 return
 
+    async def answer_local(self, msg: wire.Message) -> wire.Message:
+        """Answer a request from inside this process (the node's own S3 gateway): the
+        same checks and handlers as a remote request, without sockets or encryption."""
+        return await self._answer(msg, Caller(self.peer_id, "node"))
+
     async def _answer(self, msg: wire.Message, caller: Caller) -> wire.Message:
         try:
             if isinstance(msg, WRITES) and caller.role == "readonly":

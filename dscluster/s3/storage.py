@@ -106,14 +106,13 @@ async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool) 
             return (None if value is None else len(value)), value
         return await size_or_none(ds, dkey), None
 
-    has_bucket, raw_meta, (size, value) = await gather(
-        lambda: ds.has(keymap.bucket_key(bucket)),
-        lambda: get_or_none(ds, keymap.meta_key(bucket, key)),
-        data,
-    )
-    if not has_bucket:
-        raise S3Error("NoSuchBucket", BucketName=bucket)
+    raw_meta, (size, value) = await gather(
+        lambda: get_or_none(ds, keymap.meta_key(bucket, key)), data)
     if size is None:
+        # the bucket is looked up only to tell NoSuchBucket from NoSuchKey: a read that
+        # finds its object saves that round trip (objects exist only in buckets, except
+        # values written around the gateway, which are served as they are)
+        await require_bucket(ds, bucket)
         raise S3Error("NoSuchKey", Key=key)
     meta = decode(ObjectMeta, raw_meta)
     if meta is not None and meta.describes(size, value):

@@ -4,14 +4,14 @@ of the same file into a local flatfs repo.
 The ratio compares like with like: Kubo's number times only the add inside a running
 node, so ours times the library's add/get with the cluster client already open. The
 `dsclient` commands are also run whole, as separate processes (start-up included —
-importing py-libp2p alone takes ~0.6 s), for their wall time and their own peak RSS
-(``os.wait4``).
+importing py-libp2p alone takes ~0.6 s), for their wall time and their own peak RSS.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,26 +34,41 @@ class Run:
     stdout: bytes
 
 
+def _vm_hwm_mb(pid: int) -> float | None:
+    """The process's peak RSS so far (VmHWM starts afresh at exec, unlike ru_maxrss of
+    a forked child, which also counts the parent's pages before the exec)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def run_and_measure(argv: list[str]) -> Run:
-    """Run a command, reaping it ourselves so that its rusage is its own."""
+    """Run a command; its wall time and its peak RSS (sampled until it exits)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stdout is not None and p.stderr is not None
-    out = p.stdout.read()
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {err.decode()}")
-    return Run(seconds, usage.ru_maxrss / 1024, out)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=out, stderr=err)
+        peak = 0.0
+        while p.poll() is None:
+            peak = max(peak, _vm_hwm_mb(p.pid) or 0.0)
+            time.sleep(0.02)
+        seconds = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {err.read().decode()}")
+        return Run(seconds, peak, out.read())
 
 
 async def _library_runs(cluster: Cluster, path: Path, out: Path) -> tuple[str, float, float]:
     """add then get through the library with one open cluster client: (cid, add s, get s)."""
     async with open_cluster(cluster.client()) as ds:
         t0 = time.perf_counter()
-        async for cid, _ in add_path(ds, path):
-            pass
+        added = [cid async for cid, _ in add_path(ds, path)]
+        cid = added[-1]  # the root comes last
         t1 = time.perf_counter()
         await get_to_path(ds, cid, out)
         t2 = time.perf_counter()

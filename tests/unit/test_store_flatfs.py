@@ -28,7 +28,8 @@ from dscluster.store.flatfs_layout import (
     parse_shard_func,
 )
 
-VECTORS = json.loads(Path("/work/shared/vectors/kubo-cids.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "kubo-cids.json").read_text())
 BLOCK_KEY = VECTORS["block_keys"]["example"]["key"]
 BLOCK_NAME = BLOCK_KEY.removeprefix("/blocks/")
 SHARD = next_to_last(2)

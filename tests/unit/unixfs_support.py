@@ -13,7 +13,8 @@ import trio
 from dscluster.store.memory import MemoryStore
 
 REPO = Path(__file__).resolve().parents[2]
-VECTORS = json.loads((REPO.parent / "shared" / "vectors" / "kubo-cids.json").read_text())
+# a copy of shared/vectors/kubo-cids.json: CIDs Kubo's `ipfs add` gives for known files
+VECTORS = json.loads((REPO / "tests" / "data" / "kubo-cids.json").read_text())
 CHUNK = 262144
 
 

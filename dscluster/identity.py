@@ -4,6 +4,14 @@ A private key never leaves the machine that generated it: nodes and clients crea
 their own on first start. Files holding keys or secrets are created 0600 from the start
 (never chmod-ed afterwards, which would leave a window) and refused when others can
 read them, as ssh does.
+
+Identities are handled with ``cryptography`` rather than py-libp2p's key classes,
+because importing py-libp2p costs ~0.6 s and a client that talks to nodes over the data
+lane never needs it; ``Identity.libp2p_keypair`` converts when libp2p is started. The
+formats are libp2p's, written out here because they are four bytes of protobuf framing:
+a key file is base64 of the protobuf ``PrivateKey{Type: Ed25519, Data: key}`` (Data is
+the 32-byte seed, or go-libp2p's 64-byte seed+public key), and a peer id is base58btc
+of the identity multihash of ``PublicKey{Type: Ed25519, Data: 32 bytes}``.
 """
 
 from __future__ import annotations
@@ -12,21 +20,68 @@ import base64
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.crypto.keys import KeyPair
-from libp2p.crypto.serialization import deserialize_private_key
-from libp2p.peer.id import ID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from multiformats import multibase
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from libp2p.crypto.keys import KeyPair
 
-def new_identity() -> KeyPair:
-    return create_new_key_pair()
+_ED25519_FIELDS = bytes([0x08, 0x01, 0x12])  # field 1 (type) = 1 (Ed25519), field 2 (data)
+_RAW = serialization.Encoding.Raw
 
 
-def peer_id_of(kp: KeyPair) -> str:
-    return ID.from_pubkey(kp.public_key).to_base58()
+def _pb_key(data: bytes) -> bytes:
+    return _ED25519_FIELDS + bytes([len(data)]) + data
+
+
+def peer_id_from_public(public: bytes) -> str:
+    """The libp2p peer id of a raw 32-byte Ed25519 public key."""
+    pb = _pb_key(public)
+    return multibase.encode(bytes([0x00, len(pb)]) + pb, "base58btc")[1:]
+
+
+class Identity:
+    """A node's or client's Ed25519 key pair."""
+
+    __slots__ = ("key", "peer_id", "public")
+
+    def __init__(self, key: ed25519.Ed25519PrivateKey) -> None:
+        self.key = key
+        self.public = key.public_key().public_bytes(_RAW, serialization.PublicFormat.Raw)
+        self.peer_id = peer_id_from_public(self.public)
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @property
+    def seed(self) -> bytes:
+        return self.key.private_bytes(_RAW, serialization.PrivateFormat.Raw,
+                                      serialization.NoEncryption())
+
+    def libp2p_keypair(self) -> KeyPair:
+        from libp2p.crypto.ed25519 import create_new_key_pair
+
+        return create_new_key_pair(self.seed)
+
+    def save(self, path: Path) -> None:
+        write_private_file(path, base64.b64encode(_pb_key(self.seed)) + b"\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Identity:
+        raw = read_private_file(path, "identity key")
+        try:
+            pb = base64.b64decode(raw.strip(), validate=True)
+        except ValueError:
+            pb = b""
+        if len(pb) not in (36, 68) or pb[:3] != _ED25519_FIELDS or pb[3] != len(pb) - 4:
+            raise ConfigError(f"identity key file {path} is not a libp2p Ed25519 private key")
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(pb[4:36]))
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -54,18 +109,3 @@ def read_private_file(path: Path, what: str) -> bytes:
             f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
         )
     return path.read_bytes()
-
-
-def save_identity(path: Path, kp: KeyPair) -> None:
-    write_private_file(path, base64.b64encode(kp.private_key.serialize()) + b"\n")
-
-
-def load_identity(path: Path) -> KeyPair:
-    raw = read_private_file(path, "identity key")
-    try:
-        sk = deserialize_private_key(base64.b64decode(raw.strip(), validate=True))
-    except Exception as e:  # any decoding failure means the same thing to the user
-        raise ConfigError(
-            f"identity key file {path} is not a valid libp2p private key: {e}"
-        ) from None
-    return KeyPair(sk, sk.get_public_key())

@@ -24,8 +24,8 @@ from .config import (
     write_config,
 )
 from .errors import ConfigError
-from .identity import new_identity, peer_id_of, save_identity
-from .net.libp2p import parse_maddr, split_p2p_maddr
+from .identity import Identity
+from .net.addrs import parse_maddr, split_p2p_maddr
 
 TOKEN_ENV = "DSCLUSTER_TOKEN"
 TOKEN_FILE_ENV = "DSCLUSTER_TOKEN_FILE"
@@ -67,13 +67,13 @@ def create_cluster(d: Path, node_count: int, *, host: str = "127.0.0.1",
     """The bootstrapper's directory: its identity, the secret's tokens, the first map."""
     cmap = ClusterMap.initial(node_count)
     _fresh_dir(d)
-    kp = new_identity()
-    peer = peer_id_of(kp)
+    ident = Identity.generate()
+    peer = ident.peer_id
     swarm = _listen_addr(host, port)
     secret = new_secret()
     files = ClusterFiles(f"{swarm}/p2p/{peer}", d / "node.token", d / "client.token",
                          d / "readonly.token")
-    save_identity(d / "identity.key", kp)
+    ident.save(d / "identity.key")
     for role, path in (("node", files.node_token), ("client", files.client_token),
                        ("readonly", files.readonly_token)):
         Token.for_role(secret, role).save(path)
@@ -119,10 +119,10 @@ def create_joining_node(d: Path, *, bootstrapper: str, index: int, token: Token,
         listen = _listen_addr(host, None)
     parse_maddr(listen)
     _fresh_dir(d)
-    kp = new_identity()
-    save_identity(d / "identity.key", kp)
+    ident = Identity.generate()
+    ident.save(d / "identity.key")
     token.save(d / "node.token")
-    cfg = NodeConfig(peer_id=peer_id_of(kp), swarm=[listen], lane=_lane_addr(listen),
+    cfg = NodeConfig(peer_id=ident.peer_id, swarm=[listen], lane=_lane_addr(listen),
                      bootstrapper=bootstrapper,
                      member_index=index, store=store or StoreConfig())
     save_node_config(d, cfg)
@@ -134,11 +134,11 @@ def create_client(path: Path, *, bootstrapper: str, token: Token) -> ClientConfi
     d = path.parent if path.suffix == ".json" else path
     split_p2p_maddr(bootstrapper)
     _fresh_dir(d)
-    kp = new_identity()
-    save_identity(d / "identity.key", kp)
+    ident = Identity.generate()
+    ident.save(d / "identity.key")
     token_name = "readonly.token" if token.role == "readonly" else "client.token"
     token.save(d / token_name)
-    cfg = ClientConfig(peer_id=peer_id_of(kp), bootstrapper=bootstrapper,
+    cfg = ClientConfig(peer_id=ident.peer_id, bootstrapper=bootstrapper,
                        read_only_client=token.role == "readonly", token_file=token_name)
     write_config(resolve(d, CONFIG_FILE), cfg.to_dict())
     return cfg

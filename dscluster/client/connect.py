@@ -18,8 +18,8 @@ from ..cluster.state import ClusterState
 from ..clustermap import ClusterMap
 from ..config import CONFIG_FILE, ClientConfig, load_client_config, resolve
 from ..errors import ConfigError
-from ..identity import load_identity, peer_id_of
-from ..net.libp2p import split_p2p_maddr
+from ..identity import Identity
+from ..net.addrs import split_p2p_maddr
 from ..net.pool import ChannelPool
 from ..net.transport import open_transport
 from .datastore import ClusterDatastore
@@ -39,8 +39,8 @@ async def open_cluster(conf_dir: Path) -> AsyncIterator[ClusterDatastore]:
             f"dsclient --conf={conf_dir} init --bootstrapper=MADDR --token-file=FILE"
         )
     cfg: ClientConfig = load_client_config(conf_dir)
-    kp = load_identity(resolve(conf_dir, cfg.key_file))
-    if peer_id_of(kp) != cfg.peer_id:
+    ident = Identity.load(resolve(conf_dir, cfg.key_file))
+    if ident.peer_id != cfg.peer_id:
         raise ConfigError(f"{conf_dir}: identity key does not match identity.peer_id")
     token = Token.load(resolve(conf_dir, cfg.token_file))
     if token.role == "node":
@@ -49,7 +49,7 @@ async def open_cluster(conf_dir: Path) -> AsyncIterator[ClusterDatastore]:
     map_path = resolve(conf_dir, cfg.map_file)
     cached = ClusterMap.load(map_path) if map_path.exists() else None
     state = ClusterState(cached or _placeholder_map(), map_path)
-    async with open_transport(kp, use_lane=cfg.data_lane,
+    async with open_transport(ident, use_lane=cfg.data_lane,
                               connect_timeout=cfg.timeouts.connect) as transport:
         pool = ChannelPool(transport, token, cfg.limits)
         ds = ClusterDatastore(pool, state, bootstrapper=(boot_peer, [boot_addr]),

@@ -89,7 +89,12 @@ class ClusterDatastore:
             raise Unavailable("cannot fetch the cluster map: " + "; ".join(errors))
 
     def _map_sources(self) -> list[tuple[str, Sequence[str]]]:
-        sources = [self.bootstrapper] if self.bootstrapper else []
+        sources: list[tuple[str, Sequence[str]]] = []
+        if self.bootstrapper:
+            # the map may know more addresses of the bootstrapper (its data lane)
+            peer, addrs = self.bootstrapper
+            known = self.state.map.member_by_peer(peer)
+            sources.append((peer, [*known.addrs, *addrs] if known else addrs))
         sources += [(m.peer_id, m.addrs) for m in self.state.map.members
                     if m.state == JOINED and m.peer_id and (m.peer_id, m.addrs) not in sources]
         return sources  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from typing import Any
 from .. import wire
 from ..clustermap import JOINED, Member
 from ..errors import Forbidden, InvalidArgument
-from ..net.libp2p import parse_maddr
+from ..net.addrs import parse_maddr
 from .state import ClusterState
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,8 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import multiaddr
 import trio
 from libp2p import create_yamux_muxer_option, new_host
-from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
@@ -28,6 +26,8 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from ..errors import ConfigError, Unavailable
+from ..identity import Identity
+from .addrs import parse_maddr
 from .base import StreamHandler
 
 PROTOCOL = TProtocol("/dscluster/kv/1.0.0")
@@ -68,28 +68,9 @@ class Libp2pStream:
             log.debug("closing stream to %s failed", self.remote_peer, exc_info=True)
 
 
-def parse_maddr(text: str) -> multiaddr.Multiaddr:
-    try:
-        return multiaddr.Multiaddr(text)
-    except Exception as e:  # multiaddr raises several types for bad input
-        raise ConfigError(f"invalid multiaddr {text!r}: {e}") from None
-
-
-def split_p2p_maddr(text: str) -> tuple[str, str]:
-    """'/ip4/…/tcp/…/p2p/ID' -> ('/ip4/…/tcp/…', 'ID')."""
-    ma = parse_maddr(text)
-    try:
-        peer = ma.value_for_protocol("p2p")
-    except Exception:
-        peer = None
-    if not peer:
-        raise ConfigError(f"multiaddr {text!r} has no /p2p/<peer id> part")
-    return str(ma.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}"))), str(peer)
-
-
 class Libp2pTransport:
-    def __init__(self, key_pair: KeyPair, connect_timeout: float = 5.0) -> None:
-        self._kp = key_pair
+    def __init__(self, ident: Identity, connect_timeout: float = 5.0) -> None:
+        key_pair = ident.libp2p_keypair()
         self._connect_timeout = connect_timeout
         sec = {
             NOISE_PROTOCOL_ID: NoiseTransport(
@@ -165,9 +146,9 @@ class Libp2pTransport:
 
 @asynccontextmanager
 async def open_libp2p_transport(
-    key_pair: KeyPair, listen: Sequence[str] = (), connect_timeout: float = 5.0
+    ident: Identity, listen: Sequence[str] = (), connect_timeout: float = 5.0
 ) -> AsyncIterator[Libp2pTransport]:
-    t = Libp2pTransport(key_pair, connect_timeout)
+    t = Libp2pTransport(ident, connect_timeout)
     addrs = [parse_maddr(a) for a in listen]
     try:
         async with t.host.run(addrs):

@@ -36,11 +36,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
-from libp2p.crypto.ed25519 import Ed25519PublicKey
-from libp2p.crypto.keys import KeyPair
-from libp2p.peer.id import ID
 
 from ..errors import ConfigError, Unauthorized, Unavailable
+from ..identity import Identity, peer_id_from_public
 from .base import StreamHandler
 
 log = logging.getLogger(__name__)
@@ -61,8 +59,8 @@ def lane_host_port(addr: str) -> tuple[str, int]:
     return parts[1], int(parts[3])
 
 
-def _certificate(kp: KeyPair) -> tuple[bytes, bytes]:
-    key = ed25519.Ed25519PrivateKey.from_private_bytes(kp.private_key.to_bytes())
+def _certificate(ident: Identity) -> tuple[bytes, bytes]:
+    key = ident.key
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dscluster node")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
@@ -75,10 +73,10 @@ def _certificate(kp: KeyPair) -> tuple[bytes, bytes]:
                               serialization.NoEncryption()))
 
 
-def server_context(kp: KeyPair) -> ssl.SSLContext:
+def server_context(ident: Identity) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    cert, key = _certificate(kp)
+    cert, key = _certificate(ident)
     # ssl can only load a key from a file: a private directory that lives for one call
     with tempfile.TemporaryDirectory(prefix="dscluster-tls-") as d:
         os.chmod(d, 0o700)
@@ -105,7 +103,7 @@ def peer_id_of_cert(der: bytes) -> str:
     key = x509.load_der_x509_certificate(der).public_key()
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise Unauthorized("node certificate does not carry an Ed25519 identity key")
-    return ID.from_pubkey(Ed25519PublicKey.from_bytes(key.public_bytes(*_RAW))).to_base58()
+    return peer_id_from_public(key.public_bytes(*_RAW))
 
 
 class TlsStream:
@@ -138,9 +136,9 @@ class TlsStream:
 class TlsLane:
     """Both ends of the lane for one identity: a listener and a dialer."""
 
-    def __init__(self, kp: KeyPair, peer_id: str, connect_timeout: float) -> None:
-        self._kp = kp
-        self.peer_id = peer_id
+    def __init__(self, ident: Identity, connect_timeout: float) -> None:
+        self._ident = ident
+        self.peer_id = ident.peer_id
         self._timeout = connect_timeout
         self._client_ctx = client_context()
         self._server_ctx: ssl.SSLContext | None = None
@@ -166,7 +164,7 @@ class TlsLane:
     async def serve(self, addr: str, handler: StreamHandler,
                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         host, port = lane_host_port(addr)
-        self._server_ctx = self._server_ctx or server_context(self._kp)
+        self._server_ctx = self._server_ctx or server_context(self._ident)
         ctx = self._server_ctx
 
         async def on_tcp(tcp: trio.SocketStream) -> None:

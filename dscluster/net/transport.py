@@ -4,42 +4,72 @@ data lane (see tls.py for why and how it is authenticated).
 A peer's addresses come from the cluster map; when they include a lane address and the
 lane is enabled, requests go over the lane, otherwise over libp2p. The same handler
 serves both, so no request handler knows which carried it.
+
+py-libp2p is started (and imported: ~0.6 s) only when it is needed: at once for a node,
+which listens on it, and on a client's first request to a peer without a lane — for a
+client working from a cached map of lane-serving nodes, never.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
-from libp2p.crypto.keys import KeyPair
 
+from ..identity import Identity
 from .base import ByteStream, StreamHandler
-from .libp2p import Libp2pTransport, open_libp2p_transport
 from .tls import TlsLane, is_lane_addr, lane_addr
+
+if TYPE_CHECKING:
+    from .libp2p import Libp2pTransport
 
 
 class ClusterTransport:
-    def __init__(self, p2p: Libp2pTransport, lane: TlsLane, use_lane: bool) -> None:
-        self.p2p = p2p
-        self.lane = lane
+    def __init__(self, ident: Identity, nursery: trio.Nursery, *, listen: Sequence[str],
+                 use_lane: bool, connect_timeout: float) -> None:
+        self.ident = ident
+        self.peer_id = ident.peer_id
+        self.lane = TlsLane(ident, connect_timeout)
         self.use_lane = use_lane
-        self.peer_id = p2p.peer_id
         self.lane_listen: str | None = None
+        self._nursery = nursery
+        self._listen = list(listen)
+        self._timeout = connect_timeout
         self._handler: StreamHandler | None = None
+        self._p2p: Libp2pTransport | None = None
+        self._p2p_lock = trio.Lock()
+
+    async def libp2p(self) -> Libp2pTransport:
+        """The libp2p transport, started on first use."""
+        async with self._p2p_lock:
+            if self._p2p is None:
+                self._p2p = await self._nursery.start(self._run_libp2p)
+        assert self._p2p is not None
+        return self._p2p
+
+    async def _run_libp2p(self, task_status: trio.TaskStatus[Libp2pTransport]) -> None:
+        from .libp2p import open_libp2p_transport
+
+        async with open_libp2p_transport(self.ident, self._listen, self._timeout) as p2p:
+            p2p.set_handler(self._dispatch)
+            task_status.started(p2p)
+            await trio.sleep_forever()
 
     def listen_addrs(self) -> list[str]:
-        return self.p2p.listen_addrs() + ([self.lane_listen] if self.lane_listen else [])
+        p2p = self._p2p.listen_addrs() if self._p2p is not None else []
+        return p2p + ([self.lane_listen] if self.lane_listen else [])
 
     def set_handler(self, handler: StreamHandler) -> None:
         self._handler = handler
-        self.p2p.set_handler(handler)
 
     async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> ByteStream:
         la = lane_addr(addrs) if self.use_lane else None
         if la is not None:
             return await self.lane.open_stream(peer_id, la)
-        return await self.p2p.open_stream(peer_id, [a for a in addrs if not is_lane_addr(a)])
+        p2p = await self.libp2p()
+        return await p2p.open_stream(peer_id, [a for a in addrs if not is_lane_addr(a)])
 
     async def _dispatch(self, stream: ByteStream) -> None:
         if self._handler is not None:  # a connection before start-up completed is dropped
@@ -48,18 +78,21 @@ class ClusterTransport:
 
 @asynccontextmanager
 async def open_transport(
-    kp: KeyPair,
+    ident: Identity,
     *,
     listen: Sequence[str] = (),
     lane: str | None = None,
     use_lane: bool = True,
     connect_timeout: float = 5.0,
 ) -> AsyncIterator[ClusterTransport]:
-    """Start libp2p (listening on ``listen``) and, if ``lane`` is given, the lane listener."""
-    async with open_libp2p_transport(kp, listen, connect_timeout) as p2p:
-        t = ClusterTransport(p2p, TlsLane(kp, p2p.peer_id, connect_timeout), use_lane)
-        async with trio.open_nursery() as n:
-            if lane is not None:
-                t.lane_listen = await n.start(t.lane.serve, lane, t._dispatch)
-            yield t
-            n.cancel_scope.cancel()
+    """A transport; with ``listen`` it listens on libp2p at once, with ``lane`` on the
+    data lane too."""
+    async with trio.open_nursery() as n:
+        t = ClusterTransport(ident, n, listen=listen, use_lane=use_lane,
+                             connect_timeout=connect_timeout)
+        if listen:
+            await t.libp2p()
+        if lane is not None:
+            t.lane_listen = await n.start(t.lane.serve, lane, t._dispatch)
+        yield t
+        n.cancel_scope.cancel()

@@ -21,8 +21,8 @@ from ..cluster.state import ClusterState
 from ..clustermap import JOINED, ClusterMap, Member
 from ..config import NodeConfig, resolve
 from ..errors import ConfigError
-from ..identity import load_identity, peer_id_of
-from ..net.libp2p import split_p2p_maddr
+from ..identity import Identity
+from ..net.addrs import split_p2p_maddr
 from ..net.pool import ChannelPool
 from ..net.transport import open_transport
 from ..store import open_store
@@ -33,8 +33,8 @@ JOIN_DEADLINE = 30.0
 
 
 async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
-    kp = load_identity(resolve(conf_dir, cfg.key_file))
-    peer_id = peer_id_of(kp)
+    ident = Identity.load(resolve(conf_dir, cfg.key_file))
+    peer_id = ident.peer_id
     if peer_id != cfg.peer_id:
         raise ConfigError(f"{conf_dir}: identity key does not match identity.peer_id")
     token = Token.load(resolve(conf_dir, cfg.token_file))
@@ -50,7 +50,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                        mongodb_uri=cfg.store.mongodb_uri,
                        mongodb_database=cfg.store.mongodb_database)
     try:
-        async with open_transport(kp, listen=cfg.swarm, lane=cfg.lane,
+        async with open_transport(ident, listen=cfg.swarm, lane=cfg.lane,
                                   connect_timeout=cfg.timeouts.connect) as transport:
             addrs = transport.listen_addrs()
             pool = ChannelPool(transport, token, cfg.limits)

@@ -14,7 +14,7 @@ from dscluster import wire
 from dscluster.auth import Token, new_secret
 from dscluster.client.connect import open_cluster
 from dscluster.errors import Forbidden, Unauthorized
-from dscluster.identity import new_identity
+from dscluster.identity import Identity
 from dscluster.localcluster import Cluster, tool
 from dscluster.net.channel import MessageChannel
 from dscluster.net.handshake import client_handshake
@@ -86,7 +86,7 @@ async def test_unauthenticated_peer_gets_nothing(cluster: Cluster):
     """A libp2p peer that skips the handshake is refused on the stream."""
     async with open_cluster(cluster.client()) as ds:
         m = ds.state.map.members[0]
-        async with open_libp2p_transport(new_identity()) as t:
+        async with open_libp2p_transport(Identity.generate()) as t:
             s = await t.open_stream(m.peer_id, m.addrs)
             chan = MessageChannel(s, wire.Connection(wire.Role.CLIENT))
             chan.conn.state = wire.State.IDLE  # pretend the handshake happened
@@ -105,7 +105,7 @@ async def test_bad_frames_get_an_error_and_the_node_keeps_serving(cluster: Clust
     async with open_cluster(cluster.client()) as ds:
         m = ds.state.map.members[1]
         token = ds.pool.token
-        async with open_libp2p_transport(new_identity()) as t:
+        async with open_libp2p_transport(Identity.generate()) as t:
             async def send_raw(chan: MessageChannel, data: bytes) -> None:
                 # bytes the codec would never produce; the node's answer is awaited
                 await chan.stream.send_all(data)

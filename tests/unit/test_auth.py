@@ -6,7 +6,7 @@ import pytest
 
 from dscluster.auth import Token, check, client_proof, new_secret, role_key, server_proof
 from dscluster.errors import ConfigError, Unauthorized
-from dscluster.identity import new_identity, peer_id_of, read_private_file, save_identity
+from dscluster.identity import Identity, read_private_file
 
 
 def test_tokens_round_trip_and_derive_one_way():
@@ -41,13 +41,36 @@ def test_proofs_bind_side_role_nonces_and_peers():
 
 
 def test_private_files_are_0600_and_refused_when_open(tmp_path):
-    kp = new_identity()
+    ident = Identity.generate()
     path = tmp_path / "identity.key"
-    save_identity(path, kp)
+    ident.save(path)
     assert path.stat().st_mode & 0o777 == 0o600
     Token.for_role(new_secret(), "client").save(tmp_path / "t")
     assert (tmp_path / "t").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "t2").write_bytes(path.read_bytes())
+    os.chmod(tmp_path / "t2", 0o600)
     os.chmod(path, 0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         read_private_file(path, "identity key")
-    assert peer_id_of(kp).startswith("12D3KooW")
+    assert Identity.load(tmp_path / "t2").peer_id == ident.peer_id
+
+
+def test_identities_use_libp2ps_formats():
+    """Key files and peer ids must stay exactly libp2p's: Kubo-style tools read them."""
+    from libp2p.crypto.serialization import deserialize_private_key
+    from libp2p.peer.id import ID
+
+    ident = Identity.generate()
+    kp = ident.libp2p_keypair()
+    assert ID.from_pubkey(kp.public_key).to_base58() == ident.peer_id
+    assert ident.peer_id.startswith("12D3KooW")
+    sk = deserialize_private_key(kp.private_key.serialize())
+    assert sk.get_public_key().to_bytes() == ident.public
+
+
+def test_a_garbled_key_file_is_a_config_error(tmp_path):
+    p = tmp_path / "k"
+    p.write_bytes(b"bm90IGEga2V5\n")
+    os.chmod(p, 0o600)
+    with pytest.raises(ConfigError, match="not a libp2p Ed25519 private key"):
+        Identity.load(p)

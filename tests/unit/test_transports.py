@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from dscluster.errors import Unauthorized, Unavailable
-from dscluster.identity import new_identity
+from dscluster.identity import Identity
 from dscluster.net.base import ByteStream
 from dscluster.net.tls import ANONYMOUS
 from dscluster.net.transport import ClusterTransport, open_transport
@@ -41,7 +41,7 @@ async def read_line(stream: ByteStream) -> str:
 
 @pytest.fixture
 async def server() -> AsyncIterator[ClusterTransport]:
-    async with open_transport(new_identity(), listen=["/ip4/127.0.0.1/tcp/0"],
+    async with open_transport(Identity.generate(), listen=["/ip4/127.0.0.1/tcp/0"],
                               lane="/ip4/127.0.0.1/tcp/0/tls") as t:
         t.set_handler(echo)
         yield t
@@ -49,7 +49,7 @@ async def server() -> AsyncIterator[ClusterTransport]:
 
 @pytest.fixture(params=["libp2p", "lane"])
 async def stream(request, server: ClusterTransport) -> AsyncIterator[tuple[str, ByteStream]]:
-    async with open_transport(new_identity(), use_lane=request.param == "lane") as client:
+    async with open_transport(Identity.generate(), use_lane=request.param == "lane") as client:
         s = await client.open_stream(server.peer_id, server.listen_addrs())
         try:
             yield request.param, s
@@ -77,7 +77,7 @@ async def test_small_and_large_payloads_round_trip(stream):
 
 
 async def test_lane_refuses_a_node_with_another_identity(server: ClusterTransport):
-    impostor = new_identity()
+    impostor = Identity.generate()
     async with open_transport(impostor) as client:
         lane = next(a for a in server.listen_addrs() if a.endswith("/tls"))
         with pytest.raises(Unauthorized, match="presented identity"):
@@ -90,7 +90,7 @@ async def test_unreachable_peer_is_unavailable_quickly(use_lane: bool):
     await port.bind(("127.0.0.1", 0))
     free = port.getsockname()[1]
     port.close()
-    async with open_transport(new_identity(), use_lane=use_lane, connect_timeout=3) as client:
+    async with open_transport(Identity.generate(), use_lane=use_lane, connect_timeout=3) as client:
         with trio.fail_after(10), pytest.raises(Unavailable):
             await client.open_stream(
                 "12D3KooWKMBjPPMF3sAeHkSxRUZGbYCFV7c2bFf88ycFpyaMwUC9",

@@ -6,11 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint bench soak clean
 
-$(STAMP): pyproject.toml scripts/system-deps.sh
+$(STAMP): pyproject.toml scripts/system-deps.sh tests/js/package-lock.json
 	bash scripts/system-deps.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,kubo]'
+	# Helia's S3 blockstore and UnixFS libraries for tests/integration/test_helia.py
+	if command -v npm >/dev/null; then cd tests/js && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the Helia tests will be skipped"; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,4 +35,4 @@ soak: install
 	$(BIN)/pytest -m soak
 
 clean:
-	rm -rf $(VENV) demo bench-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo bench-out .pytest_cache .ruff_cache tests/js/node_modules

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import wire
 from ..clustermap import JOINED, Member
-from ..errors import Forbidden, InvalidArgument
+from ..errors import ConfigError, Forbidden, InvalidArgument
 from ..net.addrs import parse_maddr
 from .state import ClusterState
 
@@ -32,7 +32,7 @@ def checked_addrs(addrs: list[Any]) -> tuple[str, ...]:
             raise InvalidArgument("addresses must be multiaddr strings")
         try:
             parse_maddr(a)
-        except Exception:
+        except ConfigError:
             raise InvalidArgument(f"invalid multiaddr {a!r}") from None
         out.append(a)
     return tuple(out)

@@ -23,7 +23,7 @@ def split_p2p_maddr(text: str) -> tuple[str, str]:
     ma = parse_maddr(text)
     try:
         peer = ma.value_for_protocol("p2p")
-    except Exception:
+    except LookupError:  # multiaddr's ProtocolLookupError: no /p2p part
         peer = None
     if not peer:
         raise ConfigError(f"multiaddr {text!r} has no /p2p/<peer id> part")

@@ -115,7 +115,7 @@ class Libp2pTransport:
                         await self._dial(pid, addrs)
                 try:
                     s = await self.host.new_stream(pid, [PROTOCOL])
-                except Exception:
+                except Exception:  # libp2p raises many unrelated types here
                     if not had_connection:
                         raise
                     # the connection we had died with the peer (a restart): dial afresh

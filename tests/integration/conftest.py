@@ -7,6 +7,7 @@ import pytest
 
 from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
+from dscluster.config import free_tcp_port
 from dscluster.localcluster import Cluster
 
 
@@ -24,3 +25,15 @@ def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
 async def client_ds(cluster: Cluster) -> AsyncIterator[ClusterDatastore]:
     async with open_cluster(cluster.client()) as ds:
         yield ds
+
+
+@pytest.fixture(scope="session")
+def s3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+    """A cluster whose bootstrapper serves the S3 gateway: (cluster, endpoint URL)."""
+    port = free_tcp_port()
+    c = Cluster(tmp_path_factory.mktemp("s3node"), node0_args=[f"--s3-listen=127.0.0.1:{port}"])
+    c.start()
+    try:
+        yield c, f"http://127.0.0.1:{port}"
+    finally:
+        c.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 import trio
 from botocore.config import Config
 
-from dscluster.config import free_tcp_port
 from dscluster.localcluster import Cluster, tool
 from dscluster.query import Entry, Query
 from dscluster.store.memory import MemoryStore
@@ -24,18 +22,8 @@ from dscluster.unixfs import AddOptions, add_stream, block_key
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def s3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
-    port = free_tcp_port()
-    c = Cluster(tmp_path_factory.mktemp("s3node"), node0_args=[f"--s3-listen=127.0.0.1:{port}"])
-    c.start()
-    try:
-        yield c, f"http://127.0.0.1:{port}"
-    finally:
-        c.stop()
-
-
 def credential(c: Cluster) -> dict[str, str]:
+    """The S3 credential dscfg created for the bootstrapper."""
     cfg = json.loads((c.nodes[0].conf / "config.json").read_text())
     return cfg["s3"]["credentials"][0]
 
@@ -48,6 +36,12 @@ def client(c: Cluster, endpoint: str) -> Any:
                         config=Config(s3={"addressing_style": "path"}))
 
 
+def ensure_blocks_bucket(c: Cluster, endpoint: str) -> None:
+    s3 = client(c, endpoint)
+    if "blocks" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="blocks")
+
+
 def ok(p: subprocess.CompletedProcess[bytes]) -> bytes:
     assert p.returncode == 0, p.stderr.decode()
     return p.stdout
@@ -57,7 +51,7 @@ def test_node_serves_s3_and_dsclient_blocks_are_objects(s3_cluster, tmp_path: Pa
     c, endpoint = s3_cluster
     assert "S3 gateway listening" in c.nodes[0].log.read_text()
     s3 = client(c, endpoint)
-    s3.create_bucket(Bucket="blocks")
+    ensure_blocks_bucket(c, endpoint)
     f = tmp_path / "f.bin"
     f.write_bytes(os.urandom(600_000))
     cid = ok(c.dsclient("add", "-Q", "--no-progress", str(f))).decode().strip()
@@ -72,8 +66,7 @@ def test_blocks_written_over_s3_are_read_by_dsclient_get(s3_cluster, tmp_path: P
     """What Kubo with go-ds-s3 does: one PutObject per block into bucket `blocks`."""
     c, endpoint = s3_cluster
     s3 = client(c, endpoint)
-    if "blocks" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
-        s3.create_bucket(Bucket="blocks")
+    ensure_blocks_bucket(c, endpoint)
     data = os.urandom(700_000)
     local = MemoryStore()
 

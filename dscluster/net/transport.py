@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..concurrency import open_nursery
 from ..identity import Identity
 from .base import ByteStream, StreamHandler
 from .tls import TlsLane, is_lane_addr, lane_addr
@@ -87,7 +88,8 @@ async def open_transport(
 ) -> AsyncIterator[ClusterTransport]:
     """A transport; with ``listen`` it listens on libp2p at once, with ``lane`` on the
     data lane too."""
-    async with trio.open_nursery() as n:
+    # our open_nursery: an error of the caller's body leaves as itself, not in a group
+    async with open_nursery() as n:
         t = ClusterTransport(ident, n, listen=listen, use_lane=use_lane,
                              connect_timeout=connect_timeout)
         if listen:

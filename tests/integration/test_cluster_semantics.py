@@ -151,3 +151,13 @@ async def test_a_leveldb_cluster_serves_and_survives_restart(tmp_path):
             assert got == [("/ldb/00", b"v0"), ("/ldb/01", b"v1"), ("/ldb/02", b"v2")]
     finally:
         c.stop()
+
+
+async def test_errors_leave_open_cluster_as_themselves(cluster):
+    """Library users catch NotFound, not an exception group from our nurseries."""
+    with pytest.raises(NotFound):
+        async with open_cluster(cluster.client()) as ds:
+            await ds.get("/surely/not/there")
+    with pytest.raises(KeyError):
+        async with open_cluster(cluster.client()) as ds:
+            raise KeyError("user code")

@@ -43,6 +43,8 @@ from .base import StreamHandler
 
 log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous-lane-client"
+# open lane connections a node accepts at once (each client pools up to 32 per node)
+MAX_LANE_CONNECTIONS = 1024
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 
 
@@ -167,7 +169,22 @@ class TlsLane:
         self._server_ctx = self._server_ctx or server_context(self._ident)
         ctx = self._server_ctx
 
+        slots = trio.Semaphore(MAX_LANE_CONNECTIONS)
+
         async def on_tcp(tcp: trio.SocketStream) -> None:
+            try:
+                slots.acquire_nowait()
+            except trio.WouldBlock:
+                log.warning("refusing a lane connection: %d already open",
+                            MAX_LANE_CONNECTIONS)
+                await tcp.aclose()
+                return
+            try:
+                await serve_one(tcp)
+            finally:
+                slots.release()
+
+        async def serve_one(tcp: trio.SocketStream) -> None:
             s = trio.SSLStream(tcp, ctx, server_side=True)
             stream = TlsStream(s, self.peer_id, ANONYMOUS)
             try:

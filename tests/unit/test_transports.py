@@ -35,7 +35,10 @@ async def read_exactly(stream: ByteStream, n: int) -> bytes:
 async def read_line(stream: ByteStream) -> str:
     buf = b""
     while not buf.endswith(b"\n"):
-        buf += await stream.receive_some(1)
+        chunk = await stream.receive_some(1)
+        if not chunk:
+            raise Unavailable("EOF before a line")
+        buf += chunk
     return buf.decode().strip()
 
 
@@ -95,3 +98,22 @@ async def test_unreachable_peer_is_unavailable_quickly(use_lane: bool):
             await client.open_stream(
                 "12D3KooWKMBjPPMF3sAeHkSxRUZGbYCFV7c2bFf88ycFpyaMwUC9",
                 [f"/ip4/127.0.0.1/tcp/{free}", f"/ip4/127.0.0.1/tcp/{free}/tls"])
+
+
+async def test_lane_caps_concurrent_connections(monkeypatch):
+    import dscluster.net.tls as tls
+
+    monkeypatch.setattr(tls, "MAX_LANE_CONNECTIONS", 2)
+    async with open_transport(Identity.generate(), lane="/ip4/127.0.0.1/tcp/0/tls") as srv:
+        srv.set_handler(echo)
+        async with open_transport(Identity.generate()) as client:
+            kept = [await client.open_stream(srv.peer_id, srv.listen_addrs()) for _ in range(2)]
+            for s in kept:
+                await read_line(s)  # both are served
+            with pytest.raises(Unavailable):
+                extra = await client.open_stream(srv.peer_id, srv.listen_addrs())
+                await read_line(extra)
+            await kept[0].aclose()
+            await trio.sleep(0.2)
+            again = await client.open_stream(srv.peer_id, srv.listen_addrs())
+            assert (await read_line(again)).startswith(srv.peer_id)

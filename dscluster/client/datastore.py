@@ -95,9 +95,10 @@ class ClusterDatastore:
             peer, addrs = self.bootstrapper
             known = self.state.map.member_by_peer(peer)
             sources.append((peer, [*known.addrs, *addrs] if known else addrs))
+        asked = {peer for peer, _ in sources}
         sources += [(m.peer_id, m.addrs) for m in self.state.map.members
-                    if m.state == JOINED and m.peer_id and (m.peer_id, m.addrs) not in sources]
-        return sources  # type: ignore[return-value]
+                    if m.state == JOINED and m.peer_id and m.peer_id not in asked]
+        return sources
 
     def _describe(self, m: Member) -> str:
         return f"{m.describe()} serving slots {self.state.map.describe_ranges(m.index)}"

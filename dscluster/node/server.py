@@ -69,7 +69,6 @@ class NodeServer:
         limits: Limits,
         disable_delete: bool = False,
         on_join: JoinHandler | None = None,
-        stats_extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -79,7 +78,6 @@ class NodeServer:
         self.limits = limits
         self.disable_delete = disable_delete
         self.on_join = on_join
-        self.stats_extra = stats_extra or dict
         self._handlers: dict[type[wire.Message], Callable[[Any, Caller], Awaitable[Any]]] = {
             wire.Get: self._get,
             wire.Has: self._has,
@@ -258,7 +256,6 @@ class NodeServer:
             "disk_usage": await self.store.disk_usage(),
             "slots": cmap.describe_ranges(self.index),
             "disable_delete": self.disable_delete,
-            **self.stats_extra(),
         })
 
     async def _get_map(self, m: wire.GetMap, caller: Caller) -> wire.Message:

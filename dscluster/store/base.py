@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..datastore import Batch, BatchOp
 from ..errors import NotFound
-from ..keys import prefix_bound
+from ..keys import prefix_bound, validate_key
 from ..query import Entry, Query, anaive_query_apply, matches, seek_after
 
 # flatfs's default of 16 concurrent fsyncs; also the worker-thread limit per store
@@ -84,13 +85,52 @@ class Store(Protocol):
 
 
 class ScanQueryMixin:
-    """go-datastore ``query`` and ``batch`` for any store that has ``scan``/``apply``."""
+    """``scan`` for any sorted backend, and go-datastore ``query`` and ``batch`` on top.
 
-    async def scan(self, prefix: str, **kw) -> ScanPage:  # pragma: no cover - interface
-        raise NotImplementedError
+    A backend supplies ``_scan_items``: its entries within a KeyRange, in order, as
+    ``(key, size, value or loader)``. Paging, cursors and the examine bound are the same
+    everywhere because ``page_from_items`` does them, once, here."""
+
+    def _scan_items(
+        self, r: KeyRange, *, reverse: bool, keys_only: bool, limit: int
+    ) -> AbstractContextManager[Iterable[tuple[str, int, ValueSource]]]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    async def _run_scan(self, page: Callable[[], ScanPage]) -> ScanPage:
+        """Where a page is built: inline here; blocking backends use their workers."""
+        return page()
+
+    async def scan(
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        reverse: bool = False,
+        limit: int = QUERY_PAGE_ENTRIES,
+        max_bytes: int = QUERY_PAGE_BYTES,
+        keys_only: bool = False,
+        predicate: Predicate | None = None,
+    ) -> ScanPage:
+        r = scan_range(prefix, start_after, reverse)
+        if r is None:
+            return ScanPage([], None)
+
+        def page() -> ScanPage:
+            with self._scan_items(r, reverse=reverse, keys_only=keys_only,
+                                  limit=limit) as items:
+                return page_from_items(items, limit=limit, max_bytes=max_bytes,
+                                       keys_only=keys_only, predicate=predicate)
+
+        return await self._run_scan(page)
 
     async def apply(self, ops: Sequence[BatchOp]) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self.apply([BatchOp(key, value)])
+
+    async def delete(self, key: str) -> None:
+        await self.apply([BatchOp(key, None)])
 
     def batch(self) -> Batch:
         return Batch(self.apply)
@@ -134,6 +174,13 @@ async def scan_all(
 
 
 ValueSource = bytes | Callable[[], bytes]
+
+
+def checked_ops(ops: Sequence[BatchOp]) -> list[tuple[str, bytes | None]]:
+    """A batch's operations with clean keys and values as immutable bytes (every write
+    path starts here, so a bad key refuses the whole batch before anything is written)."""
+    return [(validate_key(op.key), None if op.value is None else bytes(op.value))
+            for op in ops]
 
 
 def page_from_items(

@@ -50,13 +50,11 @@ from ..errors import ConfigError, NotFound, StoreError
 from ..keys import validate_key
 from .base import (
     DEFAULT_THREADS,
-    QUERY_PAGE_BYTES,
-    QUERY_PAGE_ENTRIES,
-    Predicate,
+    KeyRange,
     ScanPage,
     ScanQueryMixin,
-    page_from_items,
-    scan_range,
+    ValueSource,
+    checked_ops,
 )
 from .blocking import BlockingCalls
 from .flatfs_layout import (
@@ -211,44 +209,19 @@ class FlatFSStore(ScanQueryMixin):
             raise NotFound(f"key not found: {k}")
         return size
 
-    async def put(self, key: str, value: bytes) -> None:
-        await self.apply([BatchOp(key, value)])
-
-    async def delete(self, key: str) -> None:
-        await self.apply([BatchOp(key, None)])
-
     async def apply(self, ops: Sequence[BatchOp]) -> None:
-        checked = [
-            (validate_key(op.key), None if op.value is None else bytes(op.value)) for op in ops
-        ]
+        checked = checked_ops(ops)
         if checked:
             await self._calls.run(self._apply, checked)
 
-    async def scan(
-        self,
-        prefix: str,
-        *,
-        start_after: str | None = None,
-        reverse: bool = False,
-        limit: int = QUERY_PAGE_ENTRIES,
-        max_bytes: int = QUERY_PAGE_BYTES,
-        keys_only: bool = False,
-        predicate: Predicate | None = None,
-    ) -> ScanPage:
-        r = scan_range(prefix, start_after, reverse)
-        if r is None:
-            return ScanPage([], None)
+    @contextlib.contextmanager
+    def _scan_items(self, r: KeyRange, *, reverse: bool, keys_only: bool,
+                    limit: int) -> Iterator[Iterable[tuple[str, int, ValueSource]]]:
+        # sizes come from the index; a value file is read only if the page wants it
+        with contextlib.closing(self._index.items(r, reverse=reverse)) as items:
+            yield ((k, size, functools.partial(self._read, k)) for k, size in items)
 
-        def page() -> ScanPage:
-            with contextlib.closing(self._index.items(r, reverse=reverse)) as items:
-                return page_from_items(
-                    ((k, size, functools.partial(self._read, k)) for k, size in items),
-                    limit=limit,
-                    max_bytes=max_bytes,
-                    keys_only=keys_only,
-                    predicate=predicate,
-                )
-
+    async def _run_scan(self, page: Callable[[], ScanPage]) -> ScanPage:
         return await self._calls.run(page)
 
     async def keys_in_slot(self, slot: int) -> list[str]:

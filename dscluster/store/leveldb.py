@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import plyvel
@@ -28,13 +28,11 @@ from ..keys import slot_of, validate_key
 from . import ldb
 from .base import (
     DEFAULT_THREADS,
-    QUERY_PAGE_BYTES,
-    QUERY_PAGE_ENTRIES,
-    Predicate,
+    KeyRange,
     ScanPage,
     ScanQueryMixin,
-    page_from_items,
-    scan_range,
+    ValueSource,
+    checked_ops,
 )
 from .blocking import BlockingCalls
 
@@ -94,16 +92,8 @@ class LevelDBStore(ScanQueryMixin):
     async def get_size(self, key: str) -> int:
         return len(await self.get(key))
 
-    async def put(self, key: str, value: bytes) -> None:
-        await self.apply([BatchOp(key, value)])
-
-    async def delete(self, key: str) -> None:
-        await self.apply([BatchOp(key, None)])
-
     async def apply(self, ops: Sequence[BatchOp]) -> None:
-        checked = [
-            (validate_key(op.key), None if op.value is None else bytes(op.value)) for op in ops
-        ]
+        checked = checked_ops(ops)
         if checked:
             await self._calls.run(self._write, checked)
 
@@ -118,32 +108,14 @@ class LevelDBStore(ScanQueryMixin):
                     wb.put(ldb.key_record(key), value)
                     wb.put(slot, b"")
 
-    async def scan(
-        self,
-        prefix: str,
-        *,
-        start_after: str | None = None,
-        reverse: bool = False,
-        limit: int = QUERY_PAGE_ENTRIES,
-        max_bytes: int = QUERY_PAGE_BYTES,
-        keys_only: bool = False,
-        predicate: Predicate | None = None,
-    ) -> ScanPage:
-        r = scan_range(prefix, start_after, reverse)
-        if r is None:
-            return ScanPage([], None)
+    @contextlib.contextmanager
+    def _scan_items(self, r: KeyRange, *, reverse: bool, keys_only: bool,
+                    limit: int) -> Iterator[Iterable[tuple[str, int, ValueSource]]]:
+        # values are inline: reading them is what gives the sizes anyway
+        with ldb.iter_keys_in_range(self._db, r, reverse=reverse, include_value=True) as it:
+            yield ((ldb.key_of(rec), len(v), v) for rec, v in it)
 
-        def page() -> ScanPage:
-            # values are inline: reading them is what gives the sizes anyway
-            with ldb.iter_keys_in_range(self._db, r, reverse=reverse, include_value=True) as it:
-                return page_from_items(
-                    ((ldb.key_of(rec), len(v), v) for rec, v in it),
-                    limit=limit,
-                    max_bytes=max_bytes,
-                    keys_only=keys_only,
-                    predicate=predicate,
-                )
-
+    async def _run_scan(self, page: Callable[[], ScanPage]) -> ScanPage:
         return await self._calls.run(page)
 
     async def keys_in_slot(self, slot: int) -> list[str]:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Iterable, Sequence
 
 from ..datastore import BatchOp
 from ..errors import NotFound
 from ..keys import slot_of, validate_key
 from .base import (
-    QUERY_PAGE_BYTES,
-    QUERY_PAGE_ENTRIES,
-    Predicate,
-    ScanPage,
+    KeyRange,
     ScanQueryMixin,
-    page_from_items,
-    scan_range,
+    checked_ops,
 )
 
 
@@ -48,48 +45,21 @@ class MemoryStore(ScanQueryMixin):
         if self._values.pop(key, None) is not None:
             del self._keys[bisect.bisect_left(self._keys, key)]
 
-    async def put(self, key: str, value: bytes) -> None:
-        self._put(validate_key(key), value)
-
-    async def delete(self, key: str) -> None:
-        self._delete(validate_key(key))
-
     async def apply(self, ops: Sequence[BatchOp]) -> None:
-        checked = [(validate_key(op.key), op.value) for op in ops]
-        for key, value in checked:
+        for key, value in checked_ops(ops):
             if value is None:
                 self._delete(key)
             else:
                 self._put(key, value)
 
-    def _ordered(self, prefix: str, start_after: str | None, reverse: bool) -> Iterator[str]:
-        r = scan_range(prefix, start_after, reverse)
-        if r is None:
-            return iter(())
+    def _scan_items(self, r: KeyRange, *, reverse: bool, keys_only: bool,
+                    limit: int) -> contextlib.nullcontext[Iterable[tuple[str, int, bytes]]]:
         find = bisect.bisect_left if r.low_inclusive else bisect.bisect_right
         start = find(self._keys, r.low)
         end = len(self._keys) if r.high is None else bisect.bisect_left(self._keys, r.high)
         window = self._keys[start:end]
-        return reversed(window) if reverse else iter(window)
-
-    async def scan(
-        self,
-        prefix: str,
-        *,
-        start_after: str | None = None,
-        reverse: bool = False,
-        limit: int = QUERY_PAGE_ENTRIES,
-        max_bytes: int = QUERY_PAGE_BYTES,
-        keys_only: bool = False,
-        predicate: Predicate | None = None,
-    ) -> ScanPage:
-        items = (
-            (k, len(self._values[k]), self._values[k])
-            for k in self._ordered(prefix, start_after, reverse)
-        )
-        return page_from_items(
-            items, limit=limit, max_bytes=max_bytes, keys_only=keys_only, predicate=predicate
-        )
+        keys = reversed(window) if reverse else window
+        return contextlib.nullcontext((k, len(self._values[k]), self._values[k]) for k in keys)
 
     async def count(self) -> int:
         return len(self._values)

@@ -21,7 +21,7 @@ pymongo blocks, so every call runs in a worker thread through ``BlockingCalls``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pymongo
@@ -35,14 +35,12 @@ from ..errors import ConfigError, NotFound, StoreError, TooLarge
 from ..keys import slot_of, validate_key
 from .base import (
     DEFAULT_THREADS,
-    QUERY_PAGE_BYTES,
-    QUERY_PAGE_ENTRIES,
     SCAN_EXAMINE_FACTOR,
-    Predicate,
+    KeyRange,
     ScanPage,
     ScanQueryMixin,
-    page_from_items,
-    scan_range,
+    ValueSource,
+    checked_ops,
 )
 from .blocking import BlockingCalls
 
@@ -147,20 +145,13 @@ class MongoStore(ScanQueryMixin):
             raise NotFound(f"key not found: {k}")
         return doc
 
-    async def put(self, key: str, value: bytes) -> None:
-        await self.apply([BatchOp(key, value)])
-
-    async def delete(self, key: str) -> None:
-        await self.apply([BatchOp(key, None)])
-
     async def apply(self, ops: Sequence[BatchOp]) -> None:
         requests: list[ReplaceOne | DeleteOne] = []
-        for op in ops:
-            k = validate_key(op.key)
-            if op.value is None:
+        for k, value in checked_ops(ops):
+            if value is None:
                 requests.append(DeleteOne({"_id": k}))
             else:
-                doc = {"_id": k, "v": Binary(bytes(op.value)), "n": len(op.value), "s": slot_of(k)}
+                doc = {"_id": k, "v": Binary(value), "n": len(value), "s": slot_of(k)}
                 requests.append(ReplaceOne({"_id": k}, doc, upsert=True))
         if requests:
             await self._calls.run(self._bulk_write, requests)
@@ -171,20 +162,9 @@ class MongoStore(ScanQueryMixin):
         except DocumentTooLarge as e:
             raise TooLarge(f"value too large for a MongoDB document: {e}") from None
 
-    async def scan(
-        self,
-        prefix: str,
-        *,
-        start_after: str | None = None,
-        reverse: bool = False,
-        limit: int = QUERY_PAGE_ENTRIES,
-        max_bytes: int = QUERY_PAGE_BYTES,
-        keys_only: bool = False,
-        predicate: Predicate | None = None,
-    ) -> ScanPage:
-        r = scan_range(prefix, start_after, reverse)
-        if r is None:
-            return ScanPage([], None)
+    @contextlib.contextmanager
+    def _scan_items(self, r: KeyRange, *, reverse: bool, keys_only: bool,
+                    limit: int) -> Iterator[Iterable[tuple[str, int, ValueSource]]]:
         bounds: dict[str, str] = {"$gte" if r.low_inclusive else "$gt": r.low}
         if r.high is not None:
             bounds["$lt"] = r.high
@@ -192,22 +172,15 @@ class MongoStore(ScanQueryMixin):
         # a page examines at most this many documents, plus one to know whether more are
         # left (page_from_items returns the cursor when it sees the next one)
         examine = SCAN_EXAMINE_FACTOR * max(limit, 1) + 1
+        cursor = (
+            self._coll.find({"_id": bounds}, projection)
+            .sort("_id", pymongo.DESCENDING if reverse else pymongo.ASCENDING)
+            .limit(examine)
+        )
+        with contextlib.closing(cursor):
+            yield ((d["_id"], d["n"], bytes(d.get("v", b""))) for d in cursor)
 
-        def page() -> ScanPage:
-            cursor = (
-                self._coll.find({"_id": bounds}, projection)
-                .sort("_id", pymongo.DESCENDING if reverse else pymongo.ASCENDING)
-                .limit(examine)
-            )
-            with contextlib.closing(cursor):
-                return page_from_items(
-                    ((d["_id"], d["n"], bytes(d.get("v", b""))) for d in cursor),
-                    limit=limit,
-                    max_bytes=max_bytes,
-                    keys_only=keys_only,
-                    predicate=predicate,
-                )
-
+    async def _run_scan(self, page: Callable[[], ScanPage]) -> ScanPage:
         return await self._calls.run(page)
 
     async def keys_in_slot(self, slot: int) -> list[str]:

@@ -10,57 +10,18 @@ importing py-libp2p alone takes ~0.6 s), for their wall time and their own peak 
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
 from dscluster.client.connect import open_cluster
-from dscluster.localcluster import Cluster, tool
+from dscluster.localcluster import Cluster, run_measured, tool
 from dscluster.unixfs import add_path, get_to_path
 
 from .kubo_add import kubo_add_throughput, kubo_unavailable_reason
 
 FILE_MIB = 100
-
-
-@dataclass
-class Run:
-    seconds: float
-    peak_rss_mb: float
-    stdout: bytes
-
-
-def _vm_hwm_mb(pid: int) -> float | None:
-    """The process's peak RSS so far (VmHWM starts afresh at exec, unlike ru_maxrss of
-    a forked child, which also counts the parent's pages before the exec)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def run_and_measure(argv: list[str]) -> Run:
-    """Run a command; its wall time and its peak RSS (sampled until it exits)."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(argv, stdout=out, stderr=err)
-        peak = 0.0
-        while p.poll() is None:
-            peak = max(peak, _vm_hwm_mb(p.pid) or 0.0)
-            time.sleep(0.02)
-        seconds = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        if p.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed: {err.read().decode()}")
-        return Run(seconds, peak, out.read())
 
 
 async def _library_runs(cluster: Cluster, path: Path, out: Path) -> tuple[str, float, float]:
@@ -86,10 +47,10 @@ def bench_files(cluster: Cluster, tmp: Path) -> list[str]:
     assert lib_out.read_bytes() == path.read_bytes()
     lib_add, lib_get = size_mb / lib_add_s, size_mb / lib_get_s
     conf = f"--conf={cluster.client()}"
-    add = run_and_measure([tool("dsclient"), conf, "add", "-Q", "--no-progress", str(path)])
+    add = run_measured([tool("dsclient"), conf, "add", "-Q", "--no-progress", str(path)])
     assert add.stdout.decode().strip() == cid
     out = tmp / "bench-out.bin"
-    get = run_and_measure([tool("dsclient"), conf, "get", cid, "-o", str(out)])
+    get = run_measured([tool("dsclient"), conf, "get", cid, "-o", str(out)])
     assert out.stat().st_size == path.stat().st_size
     lines = [
         f"unixfs add {FILE_MIB} MiB (library, client open): {lib_add:7.1f} MB/s",

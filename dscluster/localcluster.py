@@ -13,8 +13,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -142,3 +144,44 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"--- node {n.index}\n" + n.log.read_text(errors="replace")[-3000:]
                          for n in self.nodes if n.log.exists())
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+    stdout: bytes
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    """The process's peak RSS so far (VmHWM starts afresh at exec, unlike ru_maxrss of
+    a forked child, which also counts the parent's pages before the exec)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def run_measured(argv: list[str], timeout: float = 900) -> Run:
+    """Run a command to success; its wall time and its own peak RSS (sampled until it
+    exits; killed after ``timeout`` seconds)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=out, stderr=err)
+        peak = 0.0
+        while p.poll() is None:
+            peak = max(peak, _vm_hwm_mb(p.pid) or 0.0)
+            if time.perf_counter() - t0 > timeout:
+                p.kill()
+                p.wait()
+                raise TimeoutError(f"{' '.join(argv)} ran over {timeout:g}s")
+            time.sleep(0.02)
+        seconds = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {err.read().decode()}")
+        return Run(seconds, peak, out.read())

@@ -6,12 +6,11 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from dscluster.localcluster import Cluster, tool
+from dscluster.localcluster import Cluster, run_measured, tool
 from dscluster.unixfs import block_key
 from tests.unit.test_unixfs_tree import KUBO_TREE_ROOT
 from tests.unit.unixfs_support import VECTORS, make_tree, vector_data
@@ -90,29 +89,6 @@ def test_corrupt_block_on_a_node_is_detected_and_nothing_is_left(cluster: Cluste
     assert not out.exists() and not list(tmp_path.glob(".out.bin*"))
 
 
-def peak_rss_mb(argv: list[str], timeout: float) -> float:
-    """Run a command to success; its own peak RSS (VmHWM restarts at exec)."""
-    end = time.monotonic() + timeout
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0.0
-    try:
-        while p.poll() is None:
-            try:
-                status = Path(f"/proc/{p.pid}/status").read_text()
-                hwm = next(ln for ln in status.splitlines() if ln.startswith("VmHWM:"))
-                peak = max(peak, int(hwm.split()[1]) / 1024)
-            except (OSError, StopIteration):
-                pass
-            time.sleep(0.05)
-            if time.monotonic() > end:
-                raise TimeoutError(argv)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == 0, p.stderr.read().decode() if p.stderr else ""
-    return peak
-
-
 @pytest.mark.soak
 @pytest.mark.timeout(900)
 def test_a_1_gib_file_adds_and_gets_in_flat_memory(cluster: Cluster, tmp_path: Path):
@@ -121,10 +97,12 @@ def test_a_1_gib_file_adds_and_gets_in_flat_memory(cluster: Cluster, tmp_path: P
         for _ in range(1024):
             out.write(os.urandom(1 << 20))
     conf = f"--conf={cluster.client()}"
-    add_rss = peak_rss_mb([tool("dsclient"), conf, "add", "--no-progress", str(f)], 800)
+    add_rss = run_measured([tool("dsclient"), conf, "add", "--no-progress", str(f)],
+                           800).peak_rss_mb
     cid = ok(cluster.dsclient("add", "-Q", "--only-hash", "--no-progress", str(f))).strip()
     copy = tmp_path / "copy.bin"
-    get_rss = peak_rss_mb([tool("dsclient"), conf, "get", cid.decode(), "-o", str(copy)], 800)
+    get_rss = run_measured([tool("dsclient"), conf, "get", cid.decode(), "-o", str(copy)],
+                           800).peak_rss_mb
     assert copy.stat().st_size == f.stat().st_size
     with open(f, "rb") as a, open(copy, "rb") as b:
         while chunk := a.read(1 << 24):

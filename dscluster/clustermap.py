@@ -17,11 +17,12 @@ slot ranges).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .cluster.placement import check_replication, initial_owners
 from .errors import ClusterError, ConfigError
 from .keys import SLOT_COUNT, slot_of
 
@@ -74,22 +75,21 @@ class ClusterMap:
             if m.index != i:
                 raise ClusterError("cluster map members must be numbered 0..n-1 in order")
         for s, owners in enumerate(self.owners):
-            if not owners or any(not 0 <= o < n for o in owners):
+            if not owners or any(not 0 <= o < n for o in owners) \
+                    or len(set(owners)) != len(owners):
                 raise ClusterError(f"slot {s} has an invalid owner list {owners}")
+        try:
+            check_replication(n, self.replication)
+        except ConfigError as e:
+            raise ClusterError(f"invalid cluster map: {e}") from None
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def initial(cls, node_count: int) -> ClusterMap:
-        """Slots split evenly in contiguous ranges, like Redis Cluster's create."""
-        if node_count < 1:
-            raise ConfigError("a cluster needs at least one node")
-        if node_count > SLOT_COUNT:
-            raise ConfigError(f"a cluster has at most {SLOT_COUNT} nodes")
-        owners = []
-        for i in range(node_count):
-            lo, hi = i * SLOT_COUNT // node_count, (i + 1) * SLOT_COUNT // node_count
-            owners.extend([(i,)] * (hi - lo))
-        return cls(1, tuple(Member(i) for i in range(node_count)), tuple(owners))
+    def initial(cls, node_count: int, replication: int = 1) -> ClusterMap:
+        """Slots split evenly in contiguous ranges, like Redis Cluster's create, with
+        replicas spread as cluster/placement.py explains."""
+        owners = initial_owners(node_count, replication)
+        return cls(1, tuple(Member(i) for i in range(node_count)), owners, replication)
 
     def evolve(self, **changes: Any) -> ClusterMap:
         """The next map: the given changes with the epoch advanced by one."""
@@ -133,9 +133,24 @@ class ClusterMap:
         r = self.slot_ranges(index)
         return ",".join(f"{a}-{b}" for a, b in r) if r else "no slots"
 
-    def serves(self, index: int, slot: int) -> bool:
-        """Whether member ``index`` answers for ``slot`` (primary; replicas later)."""
+    # The named questions every caller asks instead of indexing owner lists itself, so
+    # that replication and slot moves change these answers, not their callers. Today a
+    # node serves only as primary: all three answer with the primary.
+    def write_set(self, slot: int) -> tuple[int, ...]:
+        """The members a write to ``slot`` goes to."""
+        return self.owners[slot][:1]
+
+    def read_set(self, slot: int) -> tuple[int, ...]:
+        """The members a read of ``slot`` may ask, in the order to ask them."""
+        return self.owners[slot][:1]
+
+    def owns(self, index: int, slot: int) -> bool:
+        """Whether member ``index`` answers for ``slot``."""
         return self.owners[slot][0] == index
+
+    def serving_members(self) -> list[int]:
+        """The members that answer for at least one slot, in index order."""
+        return sorted({o for s in range(SLOT_COUNT) for o in self.read_set(s)})
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -178,9 +193,21 @@ class ClusterMap:
             raise ClusterError(f"invalid cluster map: {e!r}") from None
 
     def save(self, path: Path) -> None:
+        """Replace the file at ``path`` durably: a bootstrapper that crashes right after
+        handing out an epoch must find that same map when it restarts, never an older
+        one it would then evolve into a different map under the same epoch. Maps change
+        only on membership events, so the few milliseconds of fsync stay off hot paths."""
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(self.to_dict(), indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     @classmethod
     def load(cls, path: Path) -> ClusterMap:
@@ -191,9 +218,3 @@ class ClusterMap:
         except json.JSONDecodeError as e:
             raise ConfigError(f"cluster map {path} is not valid JSON: {e}") from None
 
-
-def group_by_primary(cmap: ClusterMap, keys: Sequence[str]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
-    for k in keys:
-        out.setdefault(cmap.owners[slot_of(k)][0], []).append(k)
-    return out

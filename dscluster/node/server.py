@@ -159,7 +159,7 @@ class NodeServer:
             raise InvalidKey(f"key {key!r} is not a clean datastore key")
         slot = slot_of(key)
         cmap = self.state.map
-        if not cmap.serves(self.index, slot):
+        if not cmap.owns(self.index, slot):
             owner = cmap.owners_of_slot(slot)[0]
             raise Redirect(
                 f"slot {slot} is served by {owner.describe()}",
@@ -228,7 +228,7 @@ class NodeServer:
         def wanted(e: Entry) -> bool:
             # keys in slots this node does not serve (e.g. left behind by a move) are
             # never reported: another node answers for them
-            return cmap.serves(index, slot_of(e.key)) and all(f(e) for f in filters)
+            return cmap.owns(index, slot_of(e.key)) and all(f(e) for f in filters)
 
         page = await self.store.scan(
             prefix, start_after=m.start_after, reverse=m.reverse, limit=m.limit,

@@ -52,4 +52,4 @@ def test_replica_lists_survive_the_format():
     r = ClusterMap(m.epoch, m.members, owners, replication=2)
     back = ClusterMap.from_dict(r.to_dict())
     assert back.owners[0] == (0, 1) and back.replication == 2
-    assert back.serves(0, 0) and not back.serves(1, 0)  # replicas do not answer yet
+    assert back.owns(0, 0) and not back.owns(1, 0)  # replicas do not answer yet

@@ -1,4 +1,4 @@
-"""The ASGI application: parse, route, authenticate, dispatch, answer.
+"""The ASGI application: parse, authenticate, route, dispatch, answer.
 
 Every request gets an id (``x-amz-request-id`` and ``<RequestId>``). Errors from any
 layer end here: an ``S3Error`` as it is, a dscluster error through the one mapping table
@@ -103,12 +103,16 @@ class S3App:
 
     async def _handle(self, req: Request) -> Response:
         settings = self.gw.settings
-        where = route(req.method, req.path, req.query,
-                      copy_source=req.header("x-amz-copy-source") is not None)
         req.auth = authenticate(req.method, req.path, req.query_pairs, req.headers,
                                 secret_for=settings.secret_for,
                                 allow_anonymous=settings.allow_anonymous,
                                 now=datetime.now(UTC))
+        # a presigned URL's signed x-amz-* query values stand for the headers they name
+        req.headers += req.auth.query_headers
+        # routed after authentication, so that what makes a PUT a copy (x-amz-copy-source)
+        # is signed whenever the request is
+        where = route(req.method, req.path, req.query,
+                      copy_source=req.header("x-amz-copy-source") is not None)
         return await HANDLERS[where.endpoint](self.gw, req, where)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

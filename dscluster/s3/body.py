@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from .checksums import HEADER_PREFIX, Hasher, b64, claimed_checksum, new_hasher, parse_content_md5
 from .chunked import AwsChunkedDecoder
 from .errors import S3Error
-from .http import Request
+from .http import Request, is_count
 from .meta import Checksum
 from .sigv4 import (
     STREAMING_MODES,
@@ -35,7 +35,7 @@ def _length(req: Request, name: str) -> int | None:
     value = req.header(name)
     if value is None:
         return None
-    if not value.strip().isdigit():
+    if not is_count(value.strip(), 20):
         raise S3Error("InvalidArgument", f"{name} must be a non-negative integer.",
                       ArgumentName=name, ArgumentValue=value)
     return int(value)

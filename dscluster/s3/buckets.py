@@ -3,7 +3,10 @@ GetBucketLocation / GetBucketVersioning probes that S3 tools make before other c
 
 A bucket exists when its record ``/.s3/buckets/<B>`` does; its objects are the keys
 under ``/<B>``. Every credential may use every bucket (there are no ACLs), so all
-buckets have one owner (``xml.OWNER``).
+buckets have one owner (``xml.OWNER``). Creating a bucket over a datastore prefix that
+already holds keys (``/blocks`` of dsclient and Kubo, a dsclient ``/health/…``) would
+hand those keys to every S3 credential, so CreateBucket does that only for the names
+the operator listed in ``adopt_prefixes``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from .http import Request, Response, xml_response
 from .listing import first_object
 from .meta import BucketRecord, decode, encode, now_ms
 from .router import Route
-from .storage import bucket_record, delete_prefix, open_query, require_bucket
+from .storage import (
+    bucket_record,
+    delete_prefix,
+    first_key_under,
+    gather,
+    open_query,
+    require_bucket,
+)
 from .xml import OWNER, iso8601
 
 # a CreateBucketConfiguration is a few hundred bytes
@@ -43,8 +53,17 @@ async def create_bucket(gw: Gateway, req: Request, route: Route) -> Response:
     body = RequestBody(req, max_size=MAX_CONFIG_BODY)
     await body.read_all()
     body.verify()
-    if await bucket_record(gw.ds, route.bucket) is not None:
-        raise S3Error("BucketAlreadyOwnedByYou", BucketName=route.bucket)
+    bucket = route.bucket
+    record, held = await gather(lambda: bucket_record(gw.ds, bucket),
+                                lambda: first_key_under(gw.ds, keymap.data_prefix(bucket)))
+    if record is not None:
+        raise S3Error("BucketAlreadyOwnedByYou", BucketName=bucket)
+    if held is not None and bucket not in gw.settings.adopt_prefixes:
+        raise S3Error("BucketAlreadyExists", f"The datastore already holds keys under "
+                      f"/{bucket} that were not written through the S3 gateway. To serve "
+                      f"them as bucket {bucket}, add \"{bucket}\" to adopt_prefixes in the "
+                      "s3 section of the node's config.json and restart the node.",
+                      BucketName=bucket)
     await gw.ds.put(keymap.bucket_key(route.bucket), encode(BucketRecord(now_ms())))
     return Response(200, [("location", f"/{route.bucket}")])
 
@@ -61,11 +80,9 @@ async def delete_bucket(gw: Gateway, req: Request, route: Route) -> Response:
     await require_bucket(gw.ds, bucket)
     if await first_object(gw.ds, bucket) is not None:
         raise S3Error("BucketNotEmpty", BucketName=bucket)
-    async with open_query(gw.ds, Query(prefix=keymap.uploads_prefix(bucket), keys_only=True,
-                                         limit=1)) as uploads:
-        async for _ in uploads:
-            raise S3Error("BucketNotEmpty", "The bucket has multipart uploads in progress; "
-                          "abort them first.", BucketName=bucket)
+    if await first_key_under(gw.ds, keymap.uploads_prefix(bucket)) is not None:
+        raise S3Error("BucketNotEmpty", "The bucket has multipart uploads in progress; "
+                      "abort them first.", BucketName=bucket)
     # metadata records whose objects were deleted around the gateway
     await delete_prefix(gw.ds, keymap.meta_prefix(bucket))
     await gw.ds.delete(keymap.bucket_key(bucket))

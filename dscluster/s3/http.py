@@ -27,6 +27,15 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 SERVER = "dscluster"
+# a count parameter (max-keys, ...) longer than a 64-bit integer always fits in is
+# refused, as S3 refuses one out of integer range
+MAX_COUNT_DIGITS = 18
+
+
+def is_count(text: str, max_digits: int = MAX_COUNT_DIGITS) -> bool:
+    """ASCII digits only, and few of them: "²" passes str.isdigit() but not int(), and
+    int() refuses more than 4300 digits."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
 _ETAG_RE = re.compile(r'\s*(W/)?"([^"]*)"\s*|\s*(\*)\s*')
 
 
@@ -35,6 +44,7 @@ class Request:
     method: str
     path: str  # percent-decoded, UTF-8
     query_pairs: list[tuple[str, str]]
+    # in arrival order; once authenticated, followed by a presigned URL's x-amz-* values
     headers: list[tuple[str, str]]
     receive: Receive
     request_id: str
@@ -66,7 +76,7 @@ class Request:
         raw = self.param(name)
         if raw is None:
             return default
-        if not raw.isdigit():
+        if not is_count(raw):
             raise S3Error("InvalidArgument", f"{name} must be a non-negative integer.",
                           ArgumentName=name, ArgumentValue=raw)
         return int(raw)

@@ -41,9 +41,13 @@ _IPV4_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
-def check_bucket_name(name: str) -> None:
+def valid_bucket_name(name: str) -> bool:
     """S3's bucket naming rules; they also keep a bucket a single clean key segment."""
-    if not _BUCKET_RE.fullmatch(name) or ".." in name or _IPV4_RE.fullmatch(name):
+    return bool(_BUCKET_RE.fullmatch(name)) and ".." not in name and not _IPV4_RE.fullmatch(name)
+
+
+def check_bucket_name(name: str) -> None:
+    if not valid_bucket_name(name):
         raise S3Error("InvalidBucketName", BucketName=name)
 
 

@@ -26,7 +26,7 @@ from .body import RequestBody
 from .checksums import check_algorithm, composite
 from .context import Gateway
 from .errors import S3Error
-from .http import Request, Response, quote_etag, xml_response
+from .http import Request, Response, is_count, quote_etag, xml_response
 from .listing import Cursor, successor
 from .meta import Checksum, ObjectMeta, PartRecord, UploadRecord, decode, encode, now_ms
 from .objects import (
@@ -54,7 +54,8 @@ MAX_PARTS = 10000
 MAX_LIST = 1000
 # a CompleteMultipartUpload body naming 10000 parts with their checksums
 MAX_COMPLETE_BODY = 8 << 20
-_COPY_RANGE_RE = re.compile(r"bytes=(\d+)-(\d+)")
+# no object has offsets of more than 20 digits (and int() refuses 4300)
+_COPY_RANGE_RE = re.compile(r"bytes=(\d{1,20})-(\d{1,20})")
 
 
 def _upload_id() -> str:
@@ -63,7 +64,7 @@ def _upload_id() -> str:
 
 def _part_number(req: Request) -> int:
     raw = req.param("partNumber") or ""
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+    if len(raw) > 5 or not raw.isdecimal() or not 1 <= int(raw) <= MAX_PARTS:
         raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and "
                       f"{MAX_PARTS}, inclusive", ArgumentName="partNumber", ArgumentValue=raw)
     return int(raw)
@@ -157,7 +158,7 @@ def _requested_parts(raw: bytes) -> list[tuple[int, str, dict[str, str]]]:
     out = []
     for p in parts:
         number, etag = child_text(p, "PartNumber"), child_text(p, "ETag")
-        if number is None or not number.strip().isdigit() or etag is None:
+        if number is None or etag is None or not is_count(number.strip(), 5):
             raise S3Error("MalformedXML", "Every Part needs a PartNumber and an ETag.")
         sums = {local(c.tag)[len("Checksum"):].lower(): (c.text or "").strip() for c in p
                 if local(c.tag).startswith("Checksum")}

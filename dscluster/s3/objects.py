@@ -31,6 +31,7 @@ from .meta import (
     now_ms,
 )
 from .router import Route
+from .sigv4 import Authorized
 from .storage import (
     Found,
     add_file,
@@ -59,7 +60,9 @@ RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
     "response-expires": "expires",
 }
-_RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+# possessive, since backtracking over a long run of spaces took quadratic time; offsets
+# of more than 20 digits (no object is that large, and int() refuses 4300) are no range
+_RANGE_RE = re.compile(r"\s*+bytes\s*+=\s*+(\d{0,20}+)\s*+-\s*+(\d{0,20}+)\s*+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +96,20 @@ async def receive_body(gw: Gateway, req: Request, *, inline: bool) -> Stored:
     return Stored(added.size, body.md5_hex, None, added.cid, checksum)
 
 
+# Cache-Control is the one stored header left out: the AWS SDK for JavaScript never signs
+# it (@smithy/signature-v4 lists it as unsignable), so requiring it would refuse every
+# upload with CacheControl from JS, and it only steers caches, not what a reader gets.
+SIGNED_WHEN_STORED = ("content-type", *(h for h in STORED_HEADERS if h != "cache-control"))
+
+
 def stored_fields(req: Request) -> tuple[str, dict[str, str], dict[str, str]]:
-    """(content type, representation headers, user metadata) to keep with an object."""
+    """(content type, representation headers, user metadata) to keep with an object.
+
+    Only signed values are kept: a holder of a presigned URL (or of a captured signed
+    request) must not choose them. The x-amz-meta-* headers are signed on every signed
+    request (sigv4.py); the others are checked here, where they would be stored."""
+    assert req.auth is not None
+    req.auth.require_signed(req.headers, SIGNED_WHEN_STORED)
     content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
     headers: dict[str, str] = {}
     for name in STORED_HEADERS:
@@ -304,8 +319,23 @@ def parse_copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
+async def check_read_access(gw: Gateway, auth: Authorized | None, bucket: str) -> None:
+    """May this caller read the objects of ``bucket`` (as a copy source)? The one place
+    a per-credential ACL will refine. Today every credential may read every bucket the
+    gateway serves, and an anonymous caller may copy nothing. A name that is no served
+    bucket (the gateway's records under /.s3, the UnixFS blocks under /blocks, values
+    written around the gateway) is NoSuchBucket: those are datastore keys, not objects."""
+    if auth is None or auth.access_key is None:
+        raise S3Error("AccessDenied", "Anonymous requests may not copy objects.")
+    if not keymap.valid_bucket_name(bucket) or not await gw.ds.has(keymap.bucket_key(bucket)):
+        raise S3Error("NoSuchBucket", BucketName=bucket)
+
+
 async def find_copy_source(gw: Gateway, req: Request) -> tuple[str, str, Found]:
+    """The object x-amz-copy-source names, once the caller may read it (CopyObject and
+    UploadPartCopy), with the x-amz-copy-source-if-* conditions checked."""
     bucket, key = parse_copy_source(req.header("x-amz-copy-source") or "")
+    await check_read_access(gw, req.auth, bucket)
     found = await find_object(gw.ds, bucket, key, with_data=True)
     check_conditions(req, found.meta, copy_source=True)
     return bucket, key, found

@@ -7,7 +7,8 @@ with ``forcePathStyle``) and so do boto3 and the aws cli for an endpoint given b
 A request is located by its path (service, bucket or object level; ``/bucket/`` with an
 empty key is the bucket) and then by a *selector*: the first routing subresource found
 in the query (``uploadId`` before ``uploads`` and so on), with ``+copy`` appended when
-the request carries ``x-amz-copy-source``. ``ROUTES`` maps (method, level, selector) to
+the request carries ``x-amz-copy-source`` (the app routes only authenticated requests, in
+which that header is signed). ``ROUTES`` maps (method, level, selector) to
 the endpoint; everything else is NotImplemented (a subresource we know but don't serve)
 or MethodNotAllowed.
 """

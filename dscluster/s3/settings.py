@@ -8,6 +8,8 @@ gateway that refuses every request until a credential is added with
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,10 +17,16 @@ from typing import Any
 
 from ..config import CONFIG_FILE, read_json, write_config
 from ..errors import ConfigError
+from ..limits import fd_limit, fd_share
+from . import keymap
 
 # AWS access key ids are 20 upper-case characters; ours start with a recognisable tag.
 _ACCESS_KEY_PREFIX = "DSCK"
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# at most this many connections by default, whatever the descriptor limit (a limit may
+# be "unlimited")
+MAX_DEFAULT_CONNECTIONS = 1024
+_HOST_NAME = re.compile(r"[A-Za-z0-9.-]+")  # or an IPv4 address
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +57,25 @@ def new_credential() -> S3Credential:
     return S3Credential(_ACCESS_KEY_PREFIX + tail, secrets.token_urlsafe(30))
 
 
+def _positive_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """"host:port" or "[v6]:port" -> (host, port); port 0 picks a free port."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"s3.listen must be HOST:PORT, got {listen!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+        try:
+            valid_host = isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+        except ValueError:
+            valid_host = False
+    else:
+        valid_host = _HOST_NAME.fullmatch(host) is not None
+    if not (sep and valid_host and port.isascii() and port.isdigit()
+            and len(port) <= 5 and int(port) <= 65535):
+        raise ConfigError(f"s3.listen must be HOST:PORT or [IPv6]:PORT with a port "
+                          f"0-65535, got {listen!r}")
     return host, int(port)
 
 
@@ -74,6 +94,16 @@ class S3Settings:
     # serve HTTPS when both are set (PEM files)
     tls_cert: str | None = None
     tls_key: str | None = None
+    # bucket names CreateBucket may create over datastore keys written around the gateway
+    # (e.g. "blocks", where dsclient and Kubo keep IPFS blocks); see doc/s3.md
+    adopt_prefixes: list[str] = field(default_factory=list)
+    # concurrent gateway connections; None: the gateway's share of the descriptor limit
+    max_connections: int | None = None
+    # seconds a connection has to send a complete request head (its first one, and each
+    # later one from its first byte)
+    header_timeout: float = 10.0
+    # seconds a request may go without the client sending or accepting a byte
+    read_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -85,6 +115,20 @@ class S3Settings:
                 raise ConfigError(f"s3.{name} must be a positive integer, got {v!r}")
         if self.max_value_size > self.max_object_size:
             raise ConfigError("s3.max_value_size must not exceed s3.max_object_size")
+        if self.max_connections is not None and not (
+                isinstance(self.max_connections, int) and _positive_number(self.max_connections)):
+            raise ConfigError(f"s3.max_connections must be a positive integer or null, got "
+                              f"{self.max_connections!r}")
+        for name in ("header_timeout", "read_timeout"):
+            if not _positive_number(getattr(self, name)):
+                raise ConfigError(f"s3.{name} must be a positive number of seconds, got "
+                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.adopt_prefixes, list):
+            raise ConfigError("s3.adopt_prefixes must be a list of bucket names")
+        for name in self.adopt_prefixes:
+            if not isinstance(name, str) or not keymap.valid_bucket_name(name):
+                raise ConfigError(f"s3.adopt_prefixes: {name!r} is not a bucket name (a "
+                                  "top-level datastore prefix such as \"blocks\", no slash)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("s3.tls_cert and s3.tls_key must be set together")
         seen: set[str] = set()
@@ -92,6 +136,12 @@ class S3Settings:
             if c.access_key in seen:
                 raise ConfigError(f"s3 access key {c.access_key} is listed twice")
             seen.add(c.access_key)
+
+    def connection_limit(self) -> int:
+        """max_connections, or the default derived from the file-descriptor limit."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return max(1, min(MAX_DEFAULT_CONNECTIONS, fd_share("gateway", fd_limit())))
 
     def secret_for(self, access_key: str) -> str | None:
         for c in self.credentials:
@@ -102,6 +152,7 @@ class S3Settings:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         d["credentials"] = [c.to_dict() for c in self.credentials]
+        d["adopt_prefixes"] = list(self.adopt_prefixes)
         return d
 
     @classmethod

@@ -10,14 +10,26 @@ constant time. What the signature says about the body (a SHA-256, UNSIGNED-PAYLO
 one of the STREAMING-* modes) is returned, so that the body reader can verify it; for
 signed streaming bodies the seed signature starts a ``ChunkChain`` that every chunk
 signature (and the trailer signature) must continue.
+
+What must be signed. A valid signature only vouches for the headers it lists, so every
+header that could change what a request does must be among them, as AWS requires:
+``host``, every ``x-amz-*`` header present (x-amz-copy-source turns a PUT into a copy,
+x-amz-meta-* and x-amz-checksum-* are stored, x-amz-date and x-amz-content-sha256 say
+when and what was signed), Content-MD5, and the Date header when it is the request's
+date. The representation headers an upload stores are required by the handlers that
+store them (``Authorized.require_signed``). A presigned URL may carry x-amz-* values in
+its query instead, as the AWS SDK for JavaScript puts them; the whole query is
+signed, so they are returned as ``query_headers`` for the request to read as headers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -36,7 +48,20 @@ MAX_SKEW_SECONDS = 15 * 60
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
+AMZ_PREFIX = "x-amz-"
+# signed whenever present, on every request (besides host and x-amz-*)
+SIGNED_IF_PRESENT = frozenset({"content-md5"})
+# the query parameters of presigned-URL authentication itself (lower-cased), which are
+# never read as headers
+AUTH_PARAMS = frozenset({
+    "x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
+    "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token", "x-amz-content-sha256",
+})
+
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_EXPIRES_RE = re.compile(r"[0-9]{1,6}")  # MAX_PRESIGN_SECONDS has 6 digits
+# a header name as SignedHeaders lists it: lower-case HTTP token characters
+_HEADER_NAME_RE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 _SPACES_RE = re.compile(r"[ \t]+")
 Headers = Sequence[tuple[str, str]]  # lower-case names, in arrival order
 
@@ -99,6 +124,12 @@ def sign(key: bytes, sts: str) -> str:
     return hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
 
 
+def same_signature(expected: str, provided: str) -> bool:
+    """A constant-time comparison; compare_digest raises on a non-ASCII str, which a
+    header or trailer decoded as latin-1 may be."""
+    return provided.isascii() and hmac.compare_digest(expected, provided)
+
+
 def chunk_string_to_sign(amz_date: str, scope: str, previous: str, data_sha256: str) -> str:
     return (f"{ALGORITHM}-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{EMPTY_SHA256}\n"
             f"{data_sha256}")
@@ -127,7 +158,7 @@ class ChunkChain:
 
     def _check(self, sts: str, provided: str) -> None:
         expected = sign(self._ctx.key, sts)
-        if not hmac.compare_digest(expected, provided):
+        if not same_signature(expected, provided):
             raise S3Error("SignatureDoesNotMatch", "A chunk signature does not match.")
         self._previous = expected
 
@@ -142,6 +173,11 @@ class ChunkChain:
                                            canonical_trailers), provided)
 
 
+def not_signed(*names: str) -> S3Error:
+    return S3Error("AccessDenied", "There were headers present in the request which were "
+                   "not signed", HeadersNotSigned=", ".join(names))
+
+
 @dataclass(frozen=True, slots=True)
 class Authorized:
     """The outcome of authentication."""
@@ -149,6 +185,20 @@ class Authorized:
     access_key: str | None  # None for an anonymous request (allow_anonymous)
     payload_hash: str  # hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* mode
     signing: SigningContext | None = None  # for STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]
+    # the names of the headers the signature covers, query_headers' included
+    signed: frozenset[str] = frozenset()
+    # x-amz-* values from a presigned URL's signed query, to be read as headers
+    query_headers: tuple[tuple[str, str], ...] = ()
+
+    def require_signed(self, headers: Headers, names: Iterable[str]) -> None:
+        """AccessDenied unless each of ``names`` that ``headers`` holds is signed; an
+        anonymous request signs nothing and is held to nothing."""
+        if self.access_key is None:
+            return
+        present = {n for n, _ in headers}
+        unsigned = sorted(n for n in set(names) & present if n not in self.signed)
+        if unsigned:
+            raise not_signed(*unsigned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,27 +272,58 @@ def _header_claim(auth: str, query: list[tuple[str, str]], headers: Headers) -> 
     except KeyError as e:
         raise S3Error(code, f"The authorization header lacks {e.args[0]}.") from None
     access_key, date, region, service = _split_credential(cred, code)
+    signed_headers = _signed_list(signed, code)
     amz_date = _first(headers, "x-amz-date")
+    # the date that is signed must be a signed header, whichever one it is
+    _require_signed(headers, signed_headers, [] if amz_date is not None else ["date"])
     if amz_date is None:
-        raw = _first(headers, "date")
         try:
-            amz_date = parsedate_to_datetime(raw).astimezone(UTC).strftime(AMZ_DATE_FORMAT)
-        except (TypeError, ValueError):
+            when = parsedate_to_datetime(_first(headers, "date"))  # type: ignore[arg-type]
+            amz_date = when.astimezone(UTC).strftime(AMZ_DATE_FORMAT)
+        except (TypeError, ValueError, OverflowError):
             raise S3Error("AccessDenied", "AWS authentication requires a valid Date or "
                           "x-amz-date header.") from None
-    payload = _payload_claim(headers)
-    signed_headers = signed.split(";")
-    required = ["host"] + (["x-amz-content-sha256"]
-                           if _first(headers, "x-amz-content-sha256") is not None else [])
-    missing = [h for h in required if h not in signed_headers]
-    if missing:
-        raise S3Error("AccessDenied", "There were headers present in the request which were "
-                      "not signed.", HeadersNotSigned=", ".join(missing))
     return _Claim(access_key, date, region, service, signed_headers, signature, amz_date,
-                  payload, query)
+                  _payload_claim(headers), query)
 
 
-def _query_claim(query: list[tuple[str, str]], now: datetime) -> _Claim:
+def _signed_list(value: str, code: str) -> list[str]:
+    """SignedHeaders: lower-case names, sorted, each once (as every signer makes them).
+    Duplicates would let a short header line make a huge canonical request."""
+    names = value.split(";")
+    if not all(_HEADER_NAME_RE.fullmatch(n) for n in names) or any(
+            a >= b for a, b in itertools.pairwise(names)):
+        raise S3Error(code, "SignedHeaders must be distinct lower-case header names in "
+                      "sorted order.")
+    return names
+
+
+def _require_signed(headers: Headers, signed: Sequence[str],
+                    extra: Sequence[str] = ()) -> None:
+    """AccessDenied unless host, every x-amz-* header, every SIGNED_IF_PRESENT header
+    present and ``extra`` are signed."""
+    need = {"host", *extra}
+    need.update(n for n, _ in headers if n.startswith(AMZ_PREFIX) or n in SIGNED_IF_PRESENT)
+    unsigned = sorted(need.difference(signed))
+    if unsigned:
+        raise not_signed(*unsigned)
+
+
+def _query_headers(query: Sequence[tuple[str, str]],
+                   headers: Headers) -> tuple[tuple[str, str], ...]:
+    """The x-amz-* values of a presigned URL's query, named as headers."""
+    out = [(k.lower(), v) for k, v in query
+           if k.lower().startswith(AMZ_PREFIX) and k.lower() not in AUTH_PARAMS]
+    counts = Counter(n for n, _ in out)
+    counts.update({n for n, _ in headers} & counts.keys())
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    if twice:
+        raise S3Error("InvalidArgument", f"{twice[0]} is given more than once (in the query "
+                      "and as a header, or twice in the query).", ArgumentName=twice[0])
+    return tuple(out)
+
+
+def _query_claim(query: list[tuple[str, str]], headers: Headers, now: datetime) -> _Claim:
     code = "AuthorizationQueryParametersError"
     q = dict(query)
     if q.get("X-Amz-Algorithm") != ALGORITHM:
@@ -254,18 +335,20 @@ def _query_claim(query: list[tuple[str, str]], now: datetime) -> _Claim:
     except KeyError as e:
         raise S3Error(code, f"Query-string authentication requires {e.args[0]}.") from None
     access_key, date, region, service = _split_credential(cred, code)
-    if not expires.isdigit() or not 0 < int(expires) <= MAX_PRESIGN_SECONDS:
+    if not _EXPIRES_RE.fullmatch(expires) or not 0 < int(expires) <= MAX_PRESIGN_SECONDS:
         raise S3Error(code, "X-Amz-Expires must be a number of seconds from 1 to 604800.")
     start = _parse_amz_date(amz_date, code)
     if (now - start).total_seconds() > int(expires):
         raise S3Error("AccessDenied", "Request has expired", XAmzExpires=expires,
                       Expires=start.strftime(AMZ_DATE_FORMAT),
                       ServerTime=now.strftime(AMZ_DATE_FORMAT))
-    signed_headers = signed.split(";")
-    if "host" not in signed_headers:
-        raise S3Error("AccessDenied", "There were headers present in the request which were "
-                      "not signed.", HeadersNotSigned="host")
-    payload = _check_payload(q.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD),
+    signed_headers = _signed_list(signed, code)
+    _require_signed(headers, signed_headers)
+    # the JavaScript SDK sends this parameter in lower case
+    claimed = [v for k, v in query if k.lower() == "x-amz-content-sha256"]
+    if len(claimed) > 1:
+        raise S3Error(code, "X-Amz-Content-Sha256 is given more than once.")
+    payload = _check_payload(claimed[0] if claimed else UNSIGNED_PAYLOAD,
                              "X-Amz-Content-Sha256")
     signed_query = [(k, v) for k, v in query if k != "X-Amz-Signature"]
     return _Claim(access_key, date, region, service, signed_headers, signature, amz_date,
@@ -299,7 +382,7 @@ def authenticate(
         unsigned = _first(headers, "x-amz-content-sha256") is None
         return Authorized(None, UNSIGNED_PAYLOAD if unsigned else _payload_claim(headers))
     claim = (_header_claim(auth, query, headers) if auth is not None
-             else _query_claim(query, now))
+             else _query_claim(query, headers, now))
     if claim.amz_date[:8] != claim.date:
         raise S3Error("AuthorizationHeaderMalformed" if auth else
                       "AuthorizationQueryParametersError",
@@ -322,11 +405,13 @@ def authenticate(
     sts = string_to_sign(claim.amz_date, scope, creq)
     key = signing_key(secret, claim.date, claim.region, claim.service)
     expected = sign(key, sts)
-    if not hmac.compare_digest(expected, claim.signature):
+    if not same_signature(expected, claim.signature):
         raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=claim.access_key,
                       StringToSign=sts, SignatureProvided=claim.signature,
                       CanonicalRequest=creq)
     signing = None
     if claim.payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
         signing = SigningContext(key, claim.amz_date, scope, expected)
-    return Authorized(claim.access_key, claim.payload_hash, signing)
+    hoisted = _query_headers(query, headers) if presigned else ()
+    return Authorized(claim.access_key, claim.payload_hash, signing,
+                      frozenset(claim.signed_headers).union(n for n, _ in hoisted), hoisted)

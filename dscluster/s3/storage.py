@@ -5,7 +5,10 @@ its bytes at its data key; anything larger, and every multipart upload, is a Uni
 file in ``/blocks`` (added exactly as ``ipfs add`` would, so its CID is Kubo's) whose
 data key holds the pointer ``/ipfs/<cid>``. Metadata and data key are written in one
 batch, metadata first. Lookups read the bucket record, the metadata and the data key
-concurrently, so a GET costs one round trip of latency.
+concurrently, so a GET costs one round trip of latency. Only keys of existing buckets are
+served: other datastore keys (``dsclient put /health/x``) are not the gateway's to show.
+Every object write goes through ``commit``, which refuses to put anything but a block's
+own bytes at an IPFS block key (blocks.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..errors import NotFound
 from ..query import Entry, Query
 from ..unixfs import AddedFile, AddOptions, add_stream, concat, read_file
 from . import keymap
+from .blocks import check_block
 from .errors import S3Error
 from .meta import BucketRecord, ObjectMeta, decode, encode, pointer
 
@@ -88,6 +92,14 @@ async def bucket_record(ds: Datastore, bucket: str) -> BucketRecord | None:
     return decode(BucketRecord, await get_or_none(ds, keymap.bucket_key(bucket)))
 
 
+async def first_key_under(ds: Datastore, prefix: str) -> str | None:
+    """Some datastore key under ``prefix`` (the first), or None when there is none."""
+    async with open_query(ds, Query(prefix=prefix, keys_only=True, limit=1)) as entries:
+        async for e in entries:
+            return e.key
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
     meta: ObjectMeta
@@ -106,13 +118,10 @@ async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool) 
             return (None if value is None else len(value)), value
         return await size_or_none(ds, dkey), None
 
-    raw_meta, (size, value) = await gather(
+    _, raw_meta, (size, value) = await gather(
+        lambda: require_bucket(ds, bucket),
         lambda: get_or_none(ds, keymap.meta_key(bucket, key)), data)
     if size is None:
-        # the bucket is looked up only to tell NoSuchBucket from NoSuchKey: a read that
-        # finds its object saves that round trip (objects exist only in buckets, except
-        # values written around the gateway, which are served as they are)
-        await require_bucket(ds, bucket)
         raise S3Error("NoSuchKey", Key=key)
     meta = decode(ObjectMeta, raw_meta)
     if meta is not None and meta.describes(size, value):
@@ -129,6 +138,7 @@ async def commit(ds: Datastore, bucket: str, key: str, meta: ObjectMeta,
     """Write an object: ``data`` for an inline one, the pointer when ``meta.cid`` is set."""
     value = pointer(meta.cid) if meta.cid is not None else data
     assert value is not None
+    check_block(keymap.data_key(bucket, key), data if meta.cid is None else None)
     await ds.apply([BatchOp(keymap.meta_key(bucket, key), encode(meta)),
                     BatchOp(keymap.data_key(bucket, key), value)])
 

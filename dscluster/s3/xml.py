@@ -1,8 +1,10 @@
 """S3's XML: building responses and parsing the few request bodies S3 has.
 
 Responses are built from nested tuples, ``("Name", value-or-children)``, so handlers
-read like the XML they produce. Request bodies are size-bounded by the caller and any
-document with a DTD is refused before parsing, which rules out entity expansion.
+read like the XML they produce. Request bodies are size-bounded by the caller and parsed
+by defusedxml with DTDs forbidden: the parser itself refuses a DOCTYPE, after decoding,
+so no encoding (UTF-16, ...) gets an entity declaration or an external reference past
+it, and S3's bodies never have one.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 
 from .errors import S3Error
 
@@ -58,12 +63,11 @@ def document(root: str, nodes: Iterable[Node] | str, *, namespace: bool = True) 
 
 def parse(body: bytes) -> ET.Element:
     """The root of a request body, or MalformedXML."""
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-        raise S3Error("MalformedXML")
     try:
-        return ET.fromstring(body)
-    except ET.ParseError:
+        root: ET.Element = fromstring(body, forbid_dtd=True)
+    except (ET.ParseError, DefusedXmlException):
         raise S3Error("MalformedXML") from None
+    return root
 
 
 def local(tag: str) -> str:

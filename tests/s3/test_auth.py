@@ -11,9 +11,23 @@ import botocore
 import pytest
 import urllib3
 from botocore import UNSIGNED
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from .support import Gateway, code_of, gateway_settings, key_path, raw, run_gateway, sign
+from .support import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    Gateway,
+    code_of,
+    gateway_settings,
+    key_path,
+    raw,
+    run_gateway,
+    sign,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -150,3 +164,138 @@ def test_boto3_default_checksums_over_tls_use_aws_chunked_trailers(tls_gw: Gatew
         got = s3.get_object(Bucket="chunked", Key=key, ChecksumMode="ENABLED")
         assert got["Body"].read() == body and "ChecksumCRC32" in got
     assert seen == ["STREAMING-UNSIGNED-PAYLOAD-TRAILER"] * 2
+
+
+# --- what a signature covers ------------------------------------------------------------
+# A signed request may carry only signed x-amz-* headers, and an upload only signed
+# representation headers: otherwise whoever holds a presigned URL, or captured a signed
+# request, could turn it into another operation (x-amz-copy-source) or change what is
+# stored (x-amz-meta-*, Content-Type).
+
+_http = urllib3.PoolManager(retries=False)
+
+
+def presign(method: str, url: str, headers: dict[str, str] | None = None) -> str:
+    """A presigned URL for exactly this URL (its query is signed too) and headers, as
+    botocore presigns."""
+    req = AWSRequest(method=method, url=url, headers=headers or {})
+    S3SigV4QueryAuth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION, expires=60).add_auth(req)
+    return str(req.url)
+
+
+def refused_as_unsigned(r: urllib3.BaseHTTPResponse, *names: str) -> None:
+    assert r.status == 403, r.data
+    assert b"<Code>AccessDenied</Code>" in r.data
+    assert b"were headers present in the request which were not signed" in r.data
+    assert f"<HeadersNotSigned>{', '.join(names)}</HeadersNotSigned>".encode() in r.data
+
+
+def missing(s3: Any, bucket: str, key: str) -> bool:
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key=key)
+    return code_of(e) == ("404", 404)
+
+
+def test_presigned_put_is_not_turned_into_a_copy(gw: Gateway, s3: Any, bucket: str) -> None:
+    other = gw.bucket(s3)
+    s3.put_object(Bucket=other, Key="secret.txt", Body=b"the other bucket's secret")
+    url = gw.client(signature_version="s3v4").generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "upload-here.txt"}, ExpiresIn=60)
+    r = _http.request("PUT", url, body=b"", headers={"x-amz-copy-source": f"/{other}/secret.txt"})
+    refused_as_unsigned(r, "x-amz-copy-source")
+    assert missing(s3, bucket, "upload-here.txt")
+
+
+def test_signed_put_is_not_rerouted_by_an_added_copy_source(gw: Gateway, s3: Any,
+                                                           bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="secret.txt", Body=b"secret")
+    url = f"{gw.url}{key_path(bucket, 'target')}"
+    headers = sign("PUT", url, {}, b"")
+    headers["x-amz-copy-source"] = f"/{bucket}/secret.txt"
+    refused_as_unsigned(_http.request("PUT", url, body=b"", headers=headers),
+                        "x-amz-copy-source")
+    assert missing(s3, bucket, "target")
+
+
+@pytest.mark.parametrize(("added", "name"), [
+    ({"x-amz-meta-owner": "mallory"}, "x-amz-meta-owner"),
+    ({"Content-Type": "text/html"}, "content-type"),
+    ({"Content-Disposition": "attachment; filename=evil.exe"}, "content-disposition"),
+    ({"x-amz-checksum-crc32": "AAAAAA=="}, "x-amz-checksum-crc32"),
+])
+def test_unsigned_headers_do_not_change_what_is_stored(gw: Gateway, s3: Any, bucket: str,
+                                                       added: dict[str, str],
+                                                       name: str) -> None:
+    url = f"{gw.url}{key_path(bucket, 'signed')}"
+    headers = {**sign("PUT", url, {}, b"data"), **added}
+    refused_as_unsigned(_http.request("PUT", url, body=b"data", headers=headers), name)
+    presigned = presign("PUT", f"{gw.url}{key_path(bucket, 'presigned')}")
+    refused_as_unsigned(_http.request("PUT", presigned, body=b"data", headers=added), name)
+    assert missing(s3, bucket, "signed") and missing(s3, bucket, "presigned")
+
+
+def test_an_unsigned_cache_control_is_stored_as_the_js_sdk_sends_it(
+        gw: Gateway, s3: Any, bucket: str) -> None:
+    url = f"{gw.url}{key_path(bucket, 'cached')}"
+    headers = {**sign("PUT", url, {}, b"data"), "Cache-Control": "max-age=60"}
+    assert _http.request("PUT", url, body=b"data", headers=headers).status == 200
+    assert s3.head_object(Bucket=bucket, Key="cached")["CacheControl"] == "max-age=60"
+
+
+def test_boto3_presigned_put_with_metadata_and_content_type(gw: Gateway, s3: Any,
+                                                           bucket: str) -> None:
+    """boto3 signs the headers a presigned URL is made with; the client sends them."""
+    url = gw.client(signature_version="s3v4").generate_presigned_url("put_object", Params={
+        "Bucket": bucket, "Key": "k", "Metadata": {"camera": "x100"},
+        "ContentType": "image/jpeg", "CacheControl": "max-age=60"}, ExpiresIn=60)
+    sent = {"x-amz-meta-camera": "x100", "Content-Type": "image/jpeg",
+            "Cache-Control": "max-age=60"}
+    assert _http.request("PUT", url, body=b"jpeg", headers=sent).status == 200
+    head = s3.head_object(Bucket=bucket, Key="k")
+    assert head["Metadata"] == {"camera": "x100"} and head["ContentType"] == "image/jpeg"
+    assert head["CacheControl"] == "max-age=60"
+    # the signed values, and only them
+    r = _http.request("PUT", url, body=b"jpeg", headers={**sent, "Content-Type": "text/html"})
+    assert r.status == 403 and b"SignatureDoesNotMatch" in r.data
+
+
+def test_presigned_url_may_carry_amz_values_in_its_signed_query(gw: Gateway, s3: Any,
+                                                               bucket: str) -> None:
+    """The AWS SDK for JavaScript moves x-amz-* values into a presigned URL's query;
+    they are signed there, and count as the headers they stand for."""
+    s3.put_object(Bucket=bucket, Key="src", Body=b"copied", Metadata={"a": "1"})
+    base = f"{gw.url}{key_path(bucket, 'meta')}"
+    url = presign("PUT", base + "?x-id=PutObject&x-amz-meta-color=blue")
+    assert _http.request("PUT", url, body=b"data").status == 200
+    assert s3.head_object(Bucket=bucket, Key="meta")["Metadata"] == {"color": "blue"}
+    # the query is signed: nothing can be added to it
+    r = _http.request("PUT", url + "&x-amz-meta-size=xl", body=b"data")
+    assert r.status == 403 and b"SignatureDoesNotMatch" in r.data
+    # a value both in the query and in a header is ambiguous
+    r = _http.request("PUT", presign("PUT", base + "?x-amz-meta-color=blue",
+                                     {"x-amz-meta-color": "red"}),
+                      body=b"data", headers={"x-amz-meta-color": "red"})
+    assert r.status == 400 and b"<Code>InvalidArgument</Code>" in r.data
+    copy = presign("PUT", f"{gw.url}{key_path(bucket, 'copy')}?x-amz-copy-source="
+                   f"{bucket}%2Fsrc")
+    r = _http.request("PUT", copy)
+    assert r.status == 200 and b"<CopyObjectResult" in r.data
+    assert s3.get_object(Bucket=bucket, Key="copy")["Body"].read() == b"copied"
+
+
+def test_anonymous_requests_may_not_copy() -> None:
+    with run_gateway(gateway_settings(allow_anonymous=True)) as g:
+        anon = g.client(signature_version=UNSIGNED)
+        g.client().create_bucket(Bucket="public")
+        anon.put_object(Bucket="public", Key="k", Body=b"open", Metadata={"a": "1"})
+        assert anon.head_object(Bucket="public", Key="k")["Metadata"] == {"a": "1"}
+        with pytest.raises(ClientError) as e:
+            anon.copy_object(Bucket="public", Key="copy", CopySource="public/k")
+        assert code_of(e) == ("AccessDenied", 403)
+        upload_id = anon.create_multipart_upload(Bucket="public", Key="mp")["UploadId"]
+        with pytest.raises(ClientError) as e:
+            anon.upload_part_copy(Bucket="public", Key="mp", UploadId=upload_id,
+                                  PartNumber=1, CopySource="public/k")
+        assert code_of(e) == ("AccessDenied", 403)
+        with pytest.raises(ClientError):
+            anon.head_object(Bucket="public", Key="copy")

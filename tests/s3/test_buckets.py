@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from .support import Gateway, code_of, raw
+from .support import Gateway, OpenDatastore, code_of, gateway_settings, key_path, raw, run_gateway
 
 pytestmark = pytest.mark.timeout(30)
+_prefixes = itertools.count()
 
 
+def foreign_prefix(gw: Gateway) -> str:
+    """A new top-level datastore prefix holding one key written around the gateway (as
+    ``dsclient put /health/dsonly`` would), with no bucket of that name."""
+    name = f"dsonly-{next(_prefixes)}"
+    gw.call(gw.ds.put, f"/{name}/dsonly", b"not an object of any bucket")
+    return name
 
 def test_bucket_life_cycle(gw: Gateway, s3: Any) -> None:
     s3.create_bucket(Bucket="life-cycle")
@@ -70,3 +78,41 @@ def test_method_not_allowed_and_not_implemented(gw: Gateway, bucket: str) -> Non
 def test_keep_alive(gw: Gateway, bucket: str) -> None:
     r = raw(gw, "GET", f"/{bucket}", query="list-type=2")
     assert r.status == 200 and r.headers.get("connection", "").lower() != "close"
+
+
+def test_keys_outside_every_bucket_are_not_served(gw: Gateway, s3: Any, bucket: str) -> None:
+    prefix = foreign_prefix(gw)
+    for method in ("GET", "HEAD", "DELETE"):
+        r = raw(gw, method, key_path(prefix, "dsonly"))
+        assert r.status == 404, method
+        assert method == "HEAD" or b"<Code>NoSuchBucket</Code>" in r.body
+    r = raw(gw, "GET", f"/{prefix}", query="list-type=2")
+    assert r.status == 404 and b"<Code>NoSuchBucket</Code>" in r.body
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="copy", CopySource=f"{prefix}/dsonly")
+    assert code_of(e) == ("NoSuchBucket", 404)
+    assert gw.call(gw.ds.get, f"/{prefix}/dsonly") == b"not an object of any bucket"
+
+
+def test_a_bucket_is_not_created_over_keys_written_around_the_gateway(gw: Gateway,
+                                                                     s3: Any) -> None:
+    prefix = foreign_prefix(gw)
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=prefix)
+    assert code_of(e) == ("BucketAlreadyExists", 409)
+    message = e.value.response["Error"]["Message"]
+    assert f"/{prefix}" in message and "adopt_prefixes" in message
+    assert prefix not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    r = raw(gw, "GET", key_path(prefix, "dsonly"))
+    assert r.status == 404 and b"<Code>NoSuchBucket</Code>" in r.body
+
+
+def test_an_operator_adopts_a_prefix_as_a_bucket(open_ds: OpenDatastore) -> None:
+    with run_gateway(gateway_settings(adopt_prefixes=["adopted"]), open_ds) as g:
+        s3 = g.client()
+        g.call(g.ds.put, "/adopted/dsonly", b"kept by dsclient")
+        s3.create_bucket(Bucket="adopted")
+        assert s3.get_object(Bucket="adopted", Key="dsonly")["Body"].read() == (
+            b"kept by dsclient")
+        s3.delete_object(Bucket="adopted", Key="dsonly")
+        s3.delete_bucket(Bucket="adopted")

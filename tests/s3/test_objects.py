@@ -273,3 +273,31 @@ def test_a_client_that_goes_away_stops_the_stream() -> None:
         body.close()
         time.sleep(1.5)
         assert gets < 60  # the first window of 32 blocks, not the whole file
+
+
+def test_copy_sources_are_objects_of_served_buckets() -> None:
+    """A copy reads what the caller could GET from a bucket, never a datastore key
+    outside every bucket: gateway records, UnixFS blocks, values written around it."""
+    with run_gateway(gateway_settings()) as g:
+        s3 = g.client()
+        s3.create_bucket(Bucket="mine")
+        big = os.urandom(g.settings.max_value_size * 2)
+        s3.put_object(Bucket="mine", Key="big", Body=big)
+        g.call(g.ds.put, "/elsewhere/secret", b"not in any bucket")
+        block = next(k for k in ds_keys(g, "/blocks") if k.startswith("/blocks/CIQ"))
+        upload_id = s3.create_multipart_upload(Bucket="mine", Key="mp")["UploadId"]
+        for source in (block, "/elsewhere/secret", "/.s3/buckets/mine",
+                       "/.s3/objects/mine/big", "/%2Es3/objects/mine/big"):
+            with pytest.raises(ClientError) as e:
+                s3.copy_object(Bucket="mine", Key="stolen", CopySource=source)
+            assert code_of(e) == ("NoSuchBucket", 404), source
+            with pytest.raises(ClientError) as e:
+                s3.upload_part_copy(Bucket="mine", Key="mp", UploadId=upload_id,
+                                    PartNumber=1, CopySource=source)
+            assert code_of(e) == ("NoSuchBucket", 404), source
+        assert ds_keys(g, "/mine") == ["/mine/big"]
+        assert s3.list_parts(Bucket="mine", Key="mp", UploadId=upload_id).get("Parts") is None
+        # the bucket's own objects may be copied, escaped keys included
+        s3.put_object(Bucket="mine", Key="../up", Body=b"escaped")
+        s3.copy_object(Bucket="mine", Key="copy", CopySource="/mine/../up")
+        assert s3.get_object(Bucket="mine", Key="copy")["Body"].read() == b"escaped"

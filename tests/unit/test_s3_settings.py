@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dscluster.errors import ConfigError
-from dscluster.s3.settings import S3Credential, S3Settings, new_credential, parse_listen
+from dscluster.s3 import settings as settings_module
+from dscluster.s3.settings import (
+    S3Credential,
+    S3Settings,
+    new_credential,
+    parse_listen,
+)
 
 
 def test_round_trip_and_defaults() -> None:
@@ -29,6 +35,10 @@ def test_new_credentials_are_random() -> None:
     {"credentials": [{"access_key": "a"}]}, {"allow_anonymous": "yes"},
     {"credentials": [{"access_key": "a", "secret_key": "s"}] * 2},
     {"credentials": [{"access_key": "a/b", "secret_key": "s"}]}, {"tls_cert": "c.pem"},
+    {"max_connections": 0}, {"max_connections": 2.5}, {"max_connections": True},
+    {"header_timeout": 0}, {"header_timeout": "10"}, {"read_timeout": -1},
+    {"adopt_prefixes": "blocks"}, {"adopt_prefixes": ["/blocks"]},
+    {"adopt_prefixes": ["a/b"]}, {"adopt_prefixes": [".s3"]}, {"adopt_prefixes": [7]},
 ])
 def test_invalid_sections(bad: dict) -> None:
     with pytest.raises(ConfigError):
@@ -40,3 +50,21 @@ def test_parse_listen() -> None:
     assert parse_listen("[::1]:0") == ("::1", 0)
     with pytest.raises(ConfigError):
         S3Credential("", "x")
+
+
+def test_gateway_limits_round_trip() -> None:
+    s = S3Settings(adopt_prefixes=["blocks"], max_connections=20, header_timeout=2.5,
+                   read_timeout=30)
+    assert S3Settings.from_dict(s.to_dict()) == s
+    assert s.connection_limit() == 20
+    d = S3Settings().to_dict()
+    assert (d["adopt_prefixes"], d["max_connections"], d["header_timeout"]) == ([], None, 10)
+
+
+def test_the_default_connection_cap_is_the_gateways_share_of_the_fd_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the node's split (limits.fd_share): 30 % of what the store's reserve leaves, at least
+    # 30 % of a quarter of a small limit, never more than 1024 and never none
+    for limit, cap in ((1024, 76), (4096, 844), (64, 4), (2, 1), (1 << 20, 1024)):
+        monkeypatch.setattr(settings_module, "fd_limit", lambda limit=limit: limit)
+        assert S3Settings().connection_limit() == cap, limit

@@ -243,3 +243,121 @@ def test_presigned_urls() -> None:
     forged = [*signed[:-1], ("X-Amz-Signature", "0" * 64)]
     assert code(headers, query=forged) == "SignatureDoesNotMatch"
     assert code(signed_headers(), query=signed) == "InvalidArgument"  # two signatures
+
+
+# --- what must be signed ------------------------------------------------------------------
+
+
+def sign_header_auth(headers: list[tuple[str, str]], names: list[str] | None = None,
+                     method: str = "GET",
+                     query: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """``headers`` and an Authorization signing ``names`` (default: all of them)."""
+    names = names if names is not None else sorted({n for n, _ in headers})
+    payload = dict(headers).get("x-amz-content-sha256", sigv4.EMPTY_SHA256)
+    amz_date = dict(headers).get("x-amz-date", AMZ_NOW)  # a Date header must say NOW
+    date = amz_date[:8]
+    creq = sigv4.canonical_request(method, "/b/k", query or [], headers, names, payload)
+    scope = sigv4.credential_scope(date, "us-east-1")
+    sig = sigv4.sign(sigv4.signing_key("secret", date, "us-east-1"),
+                     sigv4.string_to_sign(amz_date, scope, creq))
+    return [*headers, ("authorization", f"AWS4-HMAC-SHA256 Credential=AKID/{scope}, "
+                                        f"SignedHeaders={';'.join(names)}, Signature={sig}")]
+
+
+def refusal(headers: list[tuple[str, str]], query: list[tuple[str, str]] | None = None,
+            method: str = "GET") -> S3Error:
+    with pytest.raises(S3Error) as e:
+        sigv4.authenticate(method, "/b/k", query or [], headers, secret_for=KEYS,
+                           allow_anonymous=False, now=NOW)
+    return e.value
+
+
+BASE = [("host", "gw:9000"), ("x-amz-content-sha256", sigv4.EMPTY_SHA256),
+        ("x-amz-date", AMZ_NOW)]
+
+
+@pytest.mark.parametrize("added", [
+    ("x-amz-copy-source", "/other/secret.txt"), ("x-amz-meta-owner", "mallory"),
+    ("x-amz-metadata-directive", "REPLACE"), ("x-amz-checksum-crc32", "AAAAAA=="),
+    ("x-amz-copy-source-range", "bytes=0-9"), ("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg=="),
+])
+def test_every_amz_header_and_content_md5_must_be_signed(added: tuple[str, str]) -> None:
+    headers = sign_header_auth(BASE)
+    assert authenticate(headers).signed == {"host", "x-amz-content-sha256", "x-amz-date"}
+    e = refusal([*headers, added])
+    assert e.code == "AccessDenied" and e.fields == {"HeadersNotSigned": added[0]}
+    assert authenticate(sign_header_auth([*BASE, added])).access_key == "AKID"
+    e = refusal([("host", "gw:9000"), added], presigned_query(AMZ_NOW, 60))
+    assert e.code == "AccessDenied" and e.fields == {"HeadersNotSigned": added[0]}
+
+
+def test_the_date_header_must_be_signed_when_it_is_the_date() -> None:
+    date = [("host", "gw:9000"), ("date", "Wed, 01 May 2024 12:00:00 GMT")]
+    assert authenticate(sign_header_auth(date)).access_key == "AKID"
+    e = refusal(sign_header_auth(date, ["host"]))
+    assert e.code == "AccessDenied" and e.fields == {"HeadersNotSigned": "date"}
+    # with x-amz-date it is just a header
+    assert authenticate(sign_header_auth([*BASE, ("date", "whenever")],
+                                         sorted(n for n, _ in BASE))).access_key
+
+
+@pytest.mark.parametrize("names", ["x-amz-date;host;x-amz-content-sha256",
+                                   "host;host;x-amz-content-sha256;x-amz-date",
+                                   "Host;x-amz-content-sha256;x-amz-date", ""])
+def test_signed_headers_are_sorted_distinct_lower_case_names(names: str) -> None:
+    """A repeated name would repeat its header's value in the canonical request: a
+    short SignedHeaders could make it huge."""
+    headers = sign_header_auth(BASE, names.split(";"))
+    assert refusal(headers).code == "AuthorizationHeaderMalformed"
+
+
+def test_presigned_expiry_digits_are_ascii() -> None:
+    query = [(k, "\u00b2" if k == "X-Amz-Expires" else v)
+             for k, v in presigned_query(AMZ_NOW, 60)]
+    assert refusal([("host", "gw:9000")], query).code == "AuthorizationQueryParametersError"
+
+
+def presign_query(extra: list[tuple[str, str]], headers: list[tuple[str, str]],
+                  method: str = "PUT") -> list[tuple[str, str]]:
+    names = sorted({n for n, _ in headers})
+    query = [*extra, ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+             ("X-Amz-Credential", f"AKID/{AMZ_NOW[:8]}/us-east-1/s3/aws4_request"),
+             ("X-Amz-Date", AMZ_NOW), ("X-Amz-Expires", "60"),
+             ("X-Amz-SignedHeaders", ";".join(names))]
+    creq = sigv4.canonical_request(method, "/b/k", query, headers, names,
+                                   sigv4.UNSIGNED_PAYLOAD)
+    sts = sigv4.string_to_sign(AMZ_NOW, f"{AMZ_NOW[:8]}/us-east-1/s3/aws4_request", creq)
+    return [*query, ("X-Amz-Signature",
+                     sigv4.sign(sigv4.signing_key("secret", AMZ_NOW[:8], "us-east-1"), sts))]
+
+
+def test_presigned_query_values_are_read_as_headers() -> None:
+    host = [("host", "gw:9000")]
+    query = presign_query([("x-id", "PutObject"), ("X-Amz-Meta-Color", "blue"),
+                           ("x-amz-copy-source", "/b/src")], host)
+    auth = sigv4.authenticate("PUT", "/b/k", query, host, secret_for=KEYS,
+                              allow_anonymous=False, now=NOW)
+    assert auth.query_headers == (("x-amz-meta-color", "blue"),
+                                  ("x-amz-copy-source", "/b/src"))
+    assert {"x-amz-meta-color", "x-amz-copy-source", "host"} <= auth.signed
+    twice = presign_query([("x-amz-meta-a", "1"), ("X-Amz-Meta-A", "2")], host)
+    assert refusal(host, twice, "PUT").code == "InvalidArgument"
+    both = [*host, ("x-amz-meta-a", "1")]
+    assert refusal(both, presign_query([("x-amz-meta-a", "1")], both), "PUT").code == (
+        "InvalidArgument")
+    # a header-signed request's query is not read as headers
+    meta = [("x-amz-meta-a", "1")]
+    signed = sigv4.authenticate("GET", "/b/k", meta, sign_header_auth(BASE, query=meta),
+                                secret_for=KEYS, allow_anonymous=False, now=NOW)
+    assert signed.access_key == "AKID" and signed.query_headers == ()
+
+
+def test_require_signed() -> None:
+    auth = authenticate(sign_header_auth([*BASE, ("content-type", "text/plain")]))
+    stored = ("content-type", "cache-control")
+    auth.require_signed([*BASE, ("content-type", "text/plain")], stored)
+    with pytest.raises(S3Error) as e:
+        auth.require_signed([*BASE, ("cache-control", "no-cache")], stored)
+    assert e.value.fields == {"HeadersNotSigned": "cache-control"}
+    anonymous = authenticate([("host", "gw:9000")], anonymous=True)
+    anonymous.require_signed([("cache-control", "no-cache")], stored)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from dscluster.config import CONFIG_FILE, read_json
+from dscluster.config import CONFIG_FILE, load_node_config
 from dscluster.errors import ConfigError, InvalidArgument
 from dscluster.s3.errors import S3Error
 from dscluster.s3.keymap import check_bucket_name
@@ -26,10 +26,10 @@ _conf_option = click.option(
     help="Node directory whose config.json holds the gateway's s3 section.")
 
 
-def _node_settings(conf: Path) -> tuple[dict[str, Any], S3Settings]:
-    """(the whole node config, its s3 section parsed)."""
-    data = read_json(conf / CONFIG_FILE)
-    return data, S3Settings.from_dict(data.get("s3") or {})
+def _node_settings(conf: Path) -> S3Settings:
+    """The s3 section of a node's config, parsed; anything but a valid node directory
+    with a private config.json is refused."""
+    return S3Settings.from_dict(load_node_config(conf).s3 or {})
 
 
 def kubo_spec(endpoint: str, bucket: str, region: str, cred: S3Credential) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def ipfs(endpoint: str, bucket: str, conf: Path | None, access_key: str | None,
     if conf is not None:
         if access_key or secret_key:
             raise InvalidArgument("give either --conf or --access-key/--secret-key")
-        _, settings = _node_settings(conf)
+        settings = _node_settings(conf)
         if not settings.credentials:
             raise ConfigError(f"{conf / CONFIG_FILE} has no S3 credential; add one with: "
                               f"dscfg s3-key add --conf {conf}")
@@ -172,7 +172,7 @@ def s3_key_list(conf: Path | None) -> None:
     """List the access keys of the node's S3 credentials (not the secrets)."""
     if conf is None:
         raise InvalidArgument("--conf NODE_DIR is required")
-    _, settings = _node_settings(conf)
+    settings = _node_settings(conf)
     for cred in settings.credentials:
         click.echo(cred.access_key)
 

@@ -13,7 +13,8 @@ import trio
 
 from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
-from dscluster.cliutil import run_cli
+from dscluster.cliutil import run_cli, setup_logging
+from dscluster.config import LOG_LEVELS
 from dscluster.keys import Key, slot_of
 from dscluster.provision import create_client, token_from
 from dscluster.query import Query
@@ -41,9 +42,12 @@ class ClientApp:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--conf", "conf_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("."), show_default=True, help="Client directory.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="warning",
+              show_default=True, help="Logging on stderr.")
 @click.pass_context
-def main(ctx: click.Context, conf_dir: Path) -> None:
+def main(ctx: click.Context, conf_dir: Path, log_level: str) -> None:
     """Use a dscluster cluster."""
+    setup_logging(log_level)
     if ctx.obj is None:  # tests hand in an app of their own
         ctx.obj = ClientApp(conf_dir)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .errors import ConfigError, Unauthorized
 from .identity import read_private_file, write_private_file
+from .wire import NONCE_BYTES
 
 TOKEN_PREFIX = "dsc1"
 ROLES = ("node", "client", "readonly")
@@ -82,13 +83,16 @@ class Token:
 
 def _proof(key: bytes, side: bytes, role: str, client_nonce: bytes, server_nonce: bytes,
            client_peer: str, server_peer: str) -> bytes:
-    msg = b"\x00".join((b"dscluster-auth-v1", side, role.encode(), client_nonce, server_nonce,
-                        client_peer.encode(), server_peer.encode()))
+    # every field length-prefixed, so that no two field tuples encode alike (joining
+    # with a separator would let bytes move between neighbouring fields)
+    fields = (b"dscluster-auth-v2", side, role.encode(), client_nonce, server_nonce,
+              client_peer.encode(), server_peer.encode())
+    msg = b"".join(len(f).to_bytes(4, "big") + f for f in fields)
     return hmac.new(key, msg, hashlib.sha256).digest()
 
 
 def new_nonce() -> bytes:
-    return os.urandom(32)
+    return os.urandom(NONCE_BYTES)
 
 
 def server_proof(key: bytes, role: str, cn: bytes, sn: bytes, client: str, server: str) -> bytes:

@@ -19,6 +19,19 @@ from .node.daemon import run_node
 from .provision import create_joining_node, token_from
 
 
+def _host_port(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # here rather than when the gateway starts, after the node has joined the cluster
+    if value is not None:
+        from .s3.settings import parse_listen
+
+        try:
+            parse_listen(value)
+        except ConfigError:
+            raise click.BadParameter(
+                f"{value!r} is not HOST:PORT or [IPv6]:PORT with a port 0-65535") from None
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--conf", "conf_dir", required=True, type=click.Path(path_type=Path),
               help="Node directory (config.json, identity, data).")
@@ -31,7 +44,8 @@ from .provision import create_joining_node, token_from
 @click.option("--store", type=click.Choice([k for k in STORE_KINDS if k != "memory"]),
               help="Store backend for a new node (default flatfs).")
 @click.option("--mongodb", "mongodb_uri", help="MongoDB URI for --store mongo.")
-@click.option("--s3-listen", help="Serve the S3 gateway on HOST:PORT.")
+@click.option("--s3-listen", callback=_host_port, metavar="HOST:PORT",
+              help="Serve the S3 gateway on HOST:PORT ([IPv6]:PORT).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Default: from config (info).")
 def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file: Path | None,
          listen: str | None, store: str | None, mongodb_uri: str | None,

@@ -20,18 +20,45 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Third-party loggers and the least level they show unless --log-level debug. py-libp2p
+# logs every stream state change at INFO and a failed dial or a peer hanging up (which
+# our own layer reports in one line) at ERROR.
+THIRD_PARTY_LOGGERS = {
+    "libp2p": logging.CRITICAL, "multiaddr": logging.WARNING, "aioquic": logging.WARNING,
+    "hypercorn": logging.WARNING, "asyncio": logging.WARNING, "trio": logging.WARNING,
+    "pymongo": logging.WARNING, "urllib3": logging.WARNING,
+}
+
+
+class _Stderr(logging.Handler):
+    """Writes to the sys.stderr of the moment, not of set-up (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # py-libp2p logs every stream state change at INFO and a peer hanging up (which our
-    # own layer reports) at ERROR; only debugging wants to see that
-    quiet = logging.DEBUG if level == "debug" else logging.CRITICAL
-    for name in ("libp2p", "multiaddr", "aioquic"):
-        logging.getLogger(name).setLevel(quiet)
+    debug = level == "debug"
+    if debug:
+        # importing py-libp2p resets its logger (level WARNING, not propagated): import
+        # it before setting levels, so that debugging sees all of it
+        import libp2p  # noqa: F401
+    logging.basicConfig(level=getattr(logging, level.upper()), format=LOG_FORMAT,
+                        handlers=[_Stderr()])
+    for name, least in THIRD_PARTY_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else least)
+    logging.getLogger("libp2p").propagate = True
+    # Otherwise the reset comes later, when a libp2p connection is first needed; its
+    # records then fall through to logging.lastResort, which would print them
+    # unformatted: make that one ours, behind libp2p's level.
+    last = _Stderr()
+    last.setFormatter(logging.Formatter(LOG_FORMAT))
+    last.setLevel(logging.DEBUG if debug else THIRD_PARTY_LOGGERS["libp2p"])
+    logging.lastResort = last
 
 
 def run_cli(group: click.Command, prog: str, obj: object = None) -> NoReturn:

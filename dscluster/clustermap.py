@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,12 @@ class ClusterMap:
 
     def serving_members(self) -> list[int]:
         """The members that answer for at least one slot, in index order."""
-        return sorted({o for s in range(SLOT_COUNT) for o in self.read_set(s)})
+        return list(self._serving)
+
+    @cached_property
+    def _serving(self) -> tuple[int, ...]:
+        # asked once per query; a map is immutable, so once per map is enough
+        return tuple(sorted({o for s in range(SLOT_COUNT) for o in self.read_set(s)}))
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .identity import write_private_file
-from .limits import Limits
+from .identity import read_private_file, write_private_file
+from .limits import ConnectionLimits, Limits
 
 # the one list of store backends (dscluster.store opens them)
 STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
@@ -86,6 +86,7 @@ class NodeConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     disable_delete: bool = False
     log_level: str = "info"
     s3: dict[str, Any] | None = None
@@ -116,6 +117,7 @@ class NodeConfig:
             "store": vars(self.store),
             "limits": self.limits.to_dict(),
             "timeouts": vars(self.timeouts),
+            "connections": self.connections.to_dict(),
             "disable_delete": self.disable_delete,
             "log_level": self.log_level,
         }
@@ -141,6 +143,7 @@ class NodeConfig:
                 store=_section(StoreConfig, d.get("store"), "store"),
                 limits=Limits.from_dict(d.get("limits")),
                 timeouts=_section(Timeouts, d.get("timeouts"), "timeouts"),
+                connections=ConnectionLimits.from_dict(d.get("connections")),
                 disable_delete=bool(d.get("disable_delete", False)),
                 log_level=str(d.get("log_level", "info")),
                 s3=d.get("s3"),
@@ -204,13 +207,17 @@ def _check_version(d: Any, what: str) -> None:
         )
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path, *, private: bool = False) -> dict[str, Any]:
+    """A JSON object from ``path``; ``private``: refused if other users may access it."""
     try:
-        data = json.loads(path.read_text())
+        raw = read_private_file(path, "config") if private else path.read_bytes()
+        data = json.loads(raw)
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON text: {e}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -224,11 +231,19 @@ def write_config(path: Path, data: dict[str, Any]) -> None:
 
 
 def load_node_config(conf_dir: Path) -> NodeConfig:
-    return NodeConfig.from_dict(read_json(conf_dir / CONFIG_FILE))
+    # a node's config may hold S3 secrets, so it is held to the rule of the token files
+    data = read_json(conf_dir / CONFIG_FILE, private=True)
+    if "addresses" not in data and "read_only_client" in data:
+        raise ConfigError(f"{conf_dir} is a client's directory; give a node's directory")
+    return NodeConfig.from_dict(data)
 
 
 def load_client_config(conf_dir: Path) -> ClientConfig:
-    return ClientConfig.from_dict(read_json(conf_dir / CONFIG_FILE))
+    # a client's config names its key and token files but holds no secret itself
+    data = read_json(conf_dir / CONFIG_FILE)
+    if "addresses" in data:
+        raise ConfigError(f"{conf_dir} is a node's directory; give a client's directory")
+    return ClientConfig.from_dict(data)
 
 
 def save_node_config(conf_dir: Path, cfg: NodeConfig) -> None:

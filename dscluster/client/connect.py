@@ -14,6 +14,7 @@ from pathlib import Path
 import trio
 
 from ..auth import Token
+from ..cluster.caller import MemberCaller
 from ..cluster.state import ClusterState
 from ..clustermap import ClusterMap
 from ..config import CONFIG_FILE, ClientConfig, load_client_config, resolve
@@ -52,8 +53,9 @@ async def open_cluster(conf_dir: Path) -> AsyncIterator[ClusterDatastore]:
     async with open_transport(ident, use_lane=cfg.data_lane,
                               connect_timeout=cfg.timeouts.connect) as transport:
         pool = ChannelPool(transport, token, cfg.limits)
-        ds = ClusterDatastore(pool, state, bootstrapper=(boot_peer, [boot_addr]),
-                              limits=cfg.limits, request_timeout=cfg.timeouts.request)
+        caller = MemberCaller(pool, state, bootstrapper=(boot_peer, [boot_addr]),
+                              request_timeout=cfg.timeouts.request)
+        ds = ClusterDatastore(caller, limits=cfg.limits)
         try:
             if cached is None:
                 await ds.refresh_map()

@@ -2,206 +2,122 @@
 
 Theory of operation:
 
-- A key goes to the primary owner of its slot in the cached map. A node that does not
-  serve the slot answers Redirect (with its epoch); the client refreshes its map and
-  retries, a bounded number of times. Nothing is written anywhere the map does not say.
+- Which members a request goes to, redirects, map refreshes and unreachable nodes are
+  the member caller's business (cluster/caller.py); this class only says what to ask
+  about which slot, and keeps go-datastore's semantics on top.
 - A query is pushed to every serving node (prefix, key order, keys-only, filters, a
   seek position, and a page size that is enough for offset+limit); each node streams
   its own keys in order, page by page; the client heap-merges the sorted streams and
   applies offset and limit once, to the whole cluster.
-- A node that cannot be reached gives, within the configured timeouts, an Unavailable
-  error naming the node and the slots it serves. Before giving up the client refreshes
-  its map once, in case the node moved.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
-
-import trio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from .. import wire
+from ..cluster.caller import MAX_REDIRECTS, MemberCaller
 from ..cluster.state import ClusterState
-from ..clustermap import JOINED, ClusterMap, Member
+from ..clustermap import JOINED
 from ..concurrency import open_nursery
 from ..datastore import Batch, BatchOp
-from ..errors import ClusterError, DSClusterError, Redirect, Unavailable, error_from_wire
+from ..errors import DSClusterError, Redirect, TooLarge
 from ..keys import Key, slot_of
 from ..limits import Limits
 from ..net.pool import ChannelPool
 from ..query import Entry, Query, anaive_query_apply, filter_to_wire, seek_after
 
-log = logging.getLogger(__name__)
-MAX_REDIRECTS = 3
-LocalHandler = Callable[[wire.Message], Awaitable[wire.Message]]
-T = TypeVar("T")
-
 
 class ClusterDatastore:
-    def __init__(
-        self,
-        pool: ChannelPool,
-        state: ClusterState,
-        *,
-        bootstrapper: tuple[str, Sequence[str]] | None,
-        limits: Limits,
-        request_timeout: float = 30.0,
-        local: tuple[int, LocalHandler] | None = None,
-    ) -> None:
-        self.pool = pool
-        # inside a node: its member index and its server, to answer its own slots
-        self._local_index, self._local = local if local is not None else (-1, None)
-        self.state = state
-        self.bootstrapper = bootstrapper
+    def __init__(self, caller: MemberCaller, *, limits: Limits) -> None:
+        self.caller = caller
         self.limits = limits
-        self.request_timeout = request_timeout
-        self._refresh_lock = trio.Lock()
+
+    @property
+    def state(self) -> ClusterState:
+        return self.caller.state
+
+    @property
+    def pool(self) -> ChannelPool:
+        return self.caller.pool
 
     @property
     def max_value_size(self) -> int:
         return self.limits.max_value_bytes
 
-    # -- the map ------------------------------------------------------------------------
     async def refresh_map(self) -> bool:
-        """Fetch the current map (bootstrapper first, then any joined node).
-
-        Returns whether a newer map was adopted. Concurrent callers share one fetch."""
-        epoch = self.state.epoch
-        async with self._refresh_lock:
-            if self.state.epoch != epoch:
-                return True  # someone else refreshed while we waited
-            errors = []
-            for peer, addrs in self._map_sources():
-                try:
-                    with trio.fail_after(self.request_timeout):
-                        async with self.pool.channel(peer, addrs) as chan:
-                            ans = await chan.request(wire.GetMap(known_epoch=self.state.epoch))
-                except (DSClusterError, trio.TooSlowError) as e:
-                    errors.append(f"{peer}: {e or 'timed out'}")
-                    continue
-                assert isinstance(ans, wire.MapData)
-                return ans.map is not None and self.state.offer(ClusterMap.from_dict(ans.map))
-            raise Unavailable("cannot fetch the cluster map: " + "; ".join(errors))
-
-    def _map_sources(self) -> list[tuple[str, Sequence[str]]]:
-        sources: list[tuple[str, Sequence[str]]] = []
-        if self.bootstrapper:
-            # the map may know more addresses of the bootstrapper (its data lane)
-            peer, addrs = self.bootstrapper
-            known = self.state.map.member_by_peer(peer)
-            sources.append((peer, [*known.addrs, *addrs] if known else addrs))
-        asked = {peer for peer, _ in sources}
-        sources += [(m.peer_id, m.addrs) for m in self.state.map.members
-                    if m.state == JOINED and m.peer_id and m.peer_id not in asked]
-        return sources
-
-    def _describe(self, m: Member) -> str:
-        return f"{m.describe()} serving slots {self.state.map.describe_ranges(m.index)}"
-
-    # -- one request to one node ----------------------------------------------------------
-    async def _on_member(self, pick: Callable[[ClusterMap], Member],
-                         call: Callable[[Any], Awaitable[T]], *,
-                         follow_redirects: bool = True) -> T:
-        """Run ``call(channel)`` on the member ``pick`` chooses, following redirects and
-        refreshing the map once when the member is unknown or unreachable."""
-        refreshed = False
-        for _ in range(MAX_REDIRECTS + 1):
-            member = pick(self.state.map)
-            if member.state != JOINED or not member.peer_id:
-                if not refreshed:
-                    refreshed = True
-                    await self.refresh_map()
-                    continue
-                raise Unavailable(f"{self._describe(member)} has not joined the cluster yet")
-            try:
-                with trio.fail_after(self.request_timeout):
-                    if member.index == self._local_index and self._local is not None:
-                        return await call(_LocalChannel(self._local))
-                    async with self.pool.channel(member.peer_id, member.addrs) as chan:
-                        return await call(chan)
-            except Redirect as r:
-                log.debug("redirected: %s", r)
-                if not follow_redirects:
-                    raise
-                if not await self.refresh_map() and r.epoch <= self.state.epoch:
-                    raise ClusterError(
-                        f"{member.describe()} refuses slot {r.slot} although map epoch "
-                        f"{self.state.epoch} assigns it there: {r}"
-                    ) from None
-            except (Unavailable, trio.TooSlowError) as e:
-                await self.pool.forget(member.peer_id)
-                if not refreshed:
-                    # once: the node may have restarted (a pooled stream died with it) or
-                    # moved (a newer map knows where); all our requests are idempotent
-                    refreshed = True
-                    with contextlib.suppress(Unavailable):
-                        await self.refresh_map()
-                    continue
-                why = str(e) or f"no answer within {self.request_timeout:g}s"
-                raise Unavailable(f"{self._describe(member)} is unavailable: {why}") from None
-        raise ClusterError(f"too many redirects (map epoch {self.state.epoch})")
-
-    async def _request(self, key: str, msg: wire.Message) -> wire.Message:
-        """``msg`` to the primary of ``key``'s slot."""
-        slot = slot_of(key)
-        return await self._on_member(lambda m: m.members[m.owners[slot][0]],
-                                     lambda chan: chan.request(msg))
-
-    async def _ask(self, index: int, msg: wire.Message, *,
-                   follow_redirects: bool = True) -> wire.Message:
-        """``msg`` to member ``index``."""
-        return await self._on_member(lambda m: m.members[index],
-                                     lambda chan: chan.request(msg),
-                                     follow_redirects=follow_redirects)
+        return await self.caller.refresh_map()
 
     # -- go-datastore operations ----------------------------------------------------------
     async def get(self, key: str) -> bytes:
         k = Key(key)
-        ans = await self._request(k, wire.Get(key=k))
+        ans = await self.caller.read(slot_of(k), wire.Get(key=k))
         return ans.value  # type: ignore[attr-defined,no-any-return]
 
     async def has(self, key: str) -> bool:
         k = Key(key)
-        ans = await self._request(k, wire.Has(key=k))
+        ans = await self.caller.read(slot_of(k), wire.Has(key=k))
         return ans.value  # type: ignore[attr-defined,no-any-return]
 
     async def get_size(self, key: str) -> int:
         k = Key(key)
-        ans = await self._request(k, wire.GetSize(key=k))
+        ans = await self.caller.read(slot_of(k), wire.GetSize(key=k))
         return ans.value  # type: ignore[attr-defined,no-any-return]
 
     async def put(self, key: str, value: bytes) -> None:
         k = Key(key)
-        await self._request(k, wire.Put(key=k, value=bytes(value)))
+        await self.caller.write(slot_of(k), wire.Put(key=k, value=self._value(value)))
 
     async def delete(self, key: str) -> None:
         k = Key(key)
-        await self._request(k, wire.Delete(key=k))
+        await self.caller.write(slot_of(k), wire.Delete(key=k))
 
     def batch(self) -> Batch:
         return Batch(self.apply)
 
+    def _value(self, value: bytes) -> bytes:
+        # refused here, not by the node: a node closes a stream whose frame holds a value
+        # over its decoding limit, which would cost the pooled stream and a retry
+        if len(value) > self.limits.max_value_bytes:
+            raise TooLarge(f"value of {len(value)} bytes exceeds the "
+                           f"{self.limits.max_value_bytes}-byte limit")
+        return bytes(value)
+
     async def apply(self, ops: Sequence[BatchOp], *, _depth: int = 0) -> None:
         """Send each node its share of the batch, in bounded requests, concurrently.
 
-        Each request is applied atomically by its node; a batch spanning several nodes
-        is not atomic across them (as in go-ds-cluster). If the map moved under a
-        request, that request's operations are routed again with the new map; puts and
-        deletes are idempotent, so re-sending them is safe."""
-        cmap = self.state.map
+        Each request is checked and applied atomically by its node. A batch that takes
+        more than one request is first checked by every node involved (CheckBatch) and
+        applied only if all of them accept it, so a refused operation (a delete on a
+        disable_delete node, a value too large) changes nothing anywhere. It is still
+        not atomic across nodes: a node that fails, or a key written by someone else,
+        between check and apply leaves the batch partly applied. If the map moved under
+        a request, that request's operations are routed again with the new map; puts
+        and deletes are idempotent, so re-sending them is safe."""
         per_member: dict[int, list[list[Any]]] = {}
         for op in ops:
-            per_member.setdefault(cmap.owners[slot_of(op.key)][0], []).append(
-                [str(op.key), op.value])
+            value = None if op.value is None else self._value(op.value)
+            per_member.setdefault(self.caller.write_member(slot_of(op.key)), []).append(
+                [str(op.key), value])
+        requests = [(i, chunk) for i, member_ops in per_member.items()
+                    for chunk in self._chunks(member_ops)]
+        if len(requests) > 1:
+            try:
+                await self._check_batch(requests)
+            except Redirect:
+                if _depth >= MAX_REDIRECTS:
+                    raise
+                await self.refresh_map()
+                await self.apply(ops, _depth=_depth + 1)
+                return
 
         async def send(i: int, chunk: list[list[Any]]) -> None:
             try:
-                await self._ask(i, wire.Batch(ops=chunk), follow_redirects=False)
+                await self.caller.ask(i, wire.Batch(ops=chunk), follow_redirects=False)
             except Redirect:
                 if _depth >= MAX_REDIRECTS:
                     raise
@@ -209,9 +125,17 @@ class ClusterDatastore:
                 await self.apply([BatchOp(k, v) for k, v in chunk], _depth=_depth + 1)
 
         async with open_nursery() as n:
-            for i, member_ops in per_member.items():
-                for chunk in self._chunks(member_ops):
-                    n.start_soon(send, i, chunk)
+            for i, chunk in requests:
+                n.start_soon(send, i, chunk)
+
+    async def _check_batch(self, requests: list[tuple[int, list[list[Any]]]]) -> None:
+        """Every request checked by its member, concurrently; the first refusal raises."""
+        async def check(i: int, chunk: list[list[Any]]) -> None:
+            await self.caller.ask(i, wire.CheckBatch(ops=chunk), follow_redirects=False)
+
+        async with open_nursery() as n:
+            for i, chunk in requests:
+                n.start_soon(check, i, chunk)
 
     def _chunks(self, ops: list[list[Any]]) -> list[list[list[Any]]]:
         chunks: list[list[list[Any]]] = [[]]
@@ -226,32 +150,15 @@ class ClusterDatastore:
             size += n
         return [c for c in chunks if c]
 
-    async def _each_serving_member(self, msg: wire.Message) -> list[wire.Message]:
-        """Send ``msg`` to every node that serves slots; all answers, in member order."""
-        members = self._serving_indexes()
-        answers: dict[int, wire.Message] = {}
-
-        async def one(i: int) -> None:
-            answers[i] = await self._ask(i, msg)
-
-        async with open_nursery() as n:
-            for i in members:
-                n.start_soon(one, i)
-        return [answers[i] for i in members]
-
-    def _serving_indexes(self) -> list[int]:
-        cmap = self.state.map
-        return sorted({owners[0] for owners in cmap.owners})
-
     async def sync(self, prefix: str = "/") -> None:
-        await self._each_serving_member(wire.Sync(prefix=Key(prefix)))
+        await self.caller.each_serving_member(wire.Sync(prefix=Key(prefix)))
 
     async def disk_usage(self) -> int:
-        answers = await self._each_serving_member(wire.DiskUsage())
+        answers = await self.caller.each_serving_member(wire.DiskUsage())
         return sum(a.value for a in answers)  # type: ignore[attr-defined]
 
     async def close(self) -> None:
-        await self.pool.aclose()
+        await self.caller.aclose()
 
     # -- queries --------------------------------------------------------------------------
     async def query(self, q: Query) -> AsyncIterator[Entry]:
@@ -268,7 +175,8 @@ class ClusterDatastore:
             filters=[filter_to_wire(f) for f in q.filters],
         )
         start = seek_after(q, reverse) if order is not None else None
-        cursors = [_NodeCursor(self, i, req, start) for i in self._serving_indexes()]
+        cursors = [_NodeCursor(self.caller, i, req, start)
+                   for i in self.state.map.serving_members()]
         async with contextlib.aclosing(_merge(cursors, reverse)) as merged:
             async for e in anaive_query_apply(q, merged, presorted=order is not None):
                 yield e
@@ -289,7 +197,7 @@ class ClusterDatastore:
                 return
 
             try:
-                ans = await self._ask(row["index"], wire.Stats())
+                ans = await self.caller.ask(row["index"], wire.Stats())
                 row["reachable"] = True
                 row.update(ans.stats)  # type: ignore[attr-defined]
             except DSClusterError as e:
@@ -302,28 +210,12 @@ class ClusterDatastore:
         return rows
 
 
-class _LocalChannel:
-    """A channel to the node this client lives in: the request goes straight to its
-    server's handler; errors come back as the same exceptions as over the wire."""
-
-    __slots__ = ("_answer",)
-
-    def __init__(self, answer: LocalHandler) -> None:
-        self._answer = answer
-
-    async def request(self, msg: wire.Message) -> wire.Message:
-        ans = await self._answer(msg)
-        if isinstance(ans, wire.Error):
-            raise error_from_wire(ans.code, ans.message, ans.detail)
-        return ans
-
-
 class _NodeCursor:
     """One node's ordered result stream, fetched a page at a time."""
 
-    def __init__(self, ds: ClusterDatastore, index: int, req: dict[str, Any],
+    def __init__(self, caller: MemberCaller, index: int, req: dict[str, Any],
                  start_after: str | None) -> None:
-        self.ds = ds
+        self.caller = caller
         self.index = index
         self.req = req
         self.after = start_after
@@ -332,7 +224,8 @@ class _NodeCursor:
 
     async def fill(self) -> None:
         while not self.buf and not self.done:
-            ans = await self.ds._ask(self.index, wire.Query(start_after=self.after, **self.req))
+            ans = await self.caller.ask(self.index,
+                                       wire.Query(start_after=self.after, **self.req))
             assert isinstance(ans, wire.QueryPage)
             self.buf.extend(Entry(Key.from_clean(k), v, s) for k, v, s in ans.entries)
             self.after = ans.cursor

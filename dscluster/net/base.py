@@ -12,10 +12,26 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 
+class Admission(Protocol):
+    """How the transport admitted the connection an incoming stream arrived on
+    (net/admission.py): it counts as unauthenticated until a stream on it proves a role,
+    and must do so by ``deadline`` (trio's clock)."""
+
+    @property
+    def deadline(self) -> float: ...
+
+    def promote(self, role: str) -> bool:
+        """The stream's handshake proved ``role``; False: no room for such a peer."""
+        ...
+
+
 class ByteStream(Protocol):
     # the two ends' peer ids as both ends see them (proofs are bound to them)
     local_peer: str
     remote_peer: str
+    transport: str  # "lane" or "libp2p", so a client can try the other one
+    # on a stream a node accepted; None on one we opened
+    admission: Admission | None
 
     async def send_all(self, data: bytes) -> None: ...
 

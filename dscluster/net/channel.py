@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from .. import wire
 from ..errors import DSClusterError, RemoteProtocolError, Unavailable, error_from_wire
+from ..limits import (
+    HANDSHAKE_ERROR_CHARS,
+    HANDSHAKE_FRAME_BYTES,
+    MAX_ERROR_CHARS,
+    MAX_MAP_ENTRIES,
+)
 from .base import ByteStream
 
 READ_CHUNK = 256 * 1024
@@ -28,7 +34,11 @@ class MessageChannel:
         await self.stream.send_all(self.conn.send(msg))
 
     async def send_final_error(self, err: DSClusterError) -> None:
-        await self.stream.send_all(self.conn.send_final_error(error_message(err)))
+        if self.conn.authenticated:
+            msg = error_message(err)
+        else:  # it must fit the small frame a peer accepts during the handshake
+            msg = wire.Error(code=err.code, message=_text(err.message, HANDSHAKE_ERROR_CHARS))
+        await self.stream.send_all(self.conn.send_final_error(msg))
 
     async def receive(self) -> wire.Message | None:
         """The next message, or None if the peer closed the stream between messages."""
@@ -36,12 +46,18 @@ class MessageChannel:
             ev = self.conn.next_event()
             if ev is not wire.NEED_DATA:
                 return ev  # type: ignore[return-value]
-            data = await self.stream.receive_some(max(READ_CHUNK, self.conn.pending_bytes))
+            data = await self.stream.receive_some(self._read_size())
             if not data:
                 if self.conn.mid_frame:
                     raise RemoteProtocolError(f"{self.remote_peer} closed the stream mid-frame")
                 return None
             self.conn.receive_data(data)
+
+    def _read_size(self) -> int:
+        if not self.conn.authenticated:
+            # a peer that has not proved anything gets no more buffer than one frame
+            return HANDSHAKE_FRAME_BYTES
+        return max(READ_CHUNK, self.conn.pending_bytes)
 
     async def request(self, msg: wire.Message) -> wire.Message:
         """Send a request and return the answer; a wire Error is raised as its class."""
@@ -58,12 +74,20 @@ class MessageChannel:
 
 
 def error_message(err: DSClusterError) -> wire.Error:
-    return wire.Error(code=err.code, message=err.message, detail=_plain(err.detail))
+    # the receiver refuses long strings, and an error may quote a whole key or value
+    return wire.Error(code=err.code, message=_text(err.message, MAX_ERROR_CHARS),
+                      detail=_plain(err.detail))
 
 
 def _plain(detail: dict) -> dict:
     """Only msgpack-able detail values travel; anything else is sent as text."""
-    return {
-        str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v)
-        for k, v in detail.items()
-    }
+    out = {}
+    for k, v in list(detail.items())[:MAX_MAP_ENTRIES]:
+        if not isinstance(v, int | float | bool | type(None)):
+            v = _text(str(v), MAX_ERROR_CHARS)
+        out[_text(str(k), MAX_ERROR_CHARS)] = v
+    return out
+
+
+def _text(s: str, max_chars: int) -> str:
+    return s if len(s) <= max_chars else s[:max_chars] + "…"

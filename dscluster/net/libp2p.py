@@ -5,43 +5,70 @@ accepts the unencrypted /plaintext/2.0.0 security (we pass Noise as the only sec
 option), each dial waits 250 ms unless ``max_connections_per_peer=1``, and its
 ``read_exactly`` gives up after 100 partial reads (our codec buffers partial frames
 itself, so only plain ``read`` is used).
+
+Its accept path is wrong for a server too: the swarm's inbound limiter (250 slots) keeps
+the slot of every connection that ever completed the upgrade until the swarm stops (the
+handler awaits the swarm's end), so after 250 inbound connections in its life a node
+refused every new one; and an idle TCP connection held a slot for 10 s of upgrade
+timeout. py-libp2p has no hook for its accept path (its connection gate only checks
+allow and deny lists, its resource manager counts upgraded connections), so
+``Libp2pTransport`` replaces the swarm's per-connection accept handler with its own:
+admission per source address (admission.py), one deadline from accept for Noise, yamux
+and our stream handshake, and the admission released when the connection closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 from libp2p import create_yamux_muxer_option, new_host
+from libp2p.abc import IMuxedConn
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.io.abc import ReadWriteCloser
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.network.stream.net_stream import INetStream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from multiaddr import Multiaddr
 
 from ..errors import ConfigError, Unavailable
 from ..identity import Identity
+from ..limits import ConnectionLimits
+from ..logs import RateLimitedLog
 from .addrs import parse_maddr
-from .base import StreamHandler
+from .admission import AdmissionControl, Refused, Ticket, has_spoken, unmetered
+from .base import Admission, StreamHandler
 
 PROTOCOL = TProtocol("/dscluster/kv/1.0.0")
 log = logging.getLogger(__name__)
-
+_limited = RateLimitedLog(log)
+# seconds to close a connection politely (yamux GO_AWAY) before its socket is closed
+CLOSE_TIMEOUT = 1.0
+# py-libp2p's own connection caps count outbound connections too and must never bind
+# before admission's: this much room above the inbound caps is left for our dials
+OUTBOUND_CONNECTIONS = 1024
 
 
 class Libp2pStream:
-    __slots__ = ("_s", "local_peer", "remote_peer")
+    __slots__ = ("_s", "admission", "local_peer", "remote_peer")
+    transport = "libp2p"
 
-    def __init__(self, s: INetStream, local_peer: str) -> None:
+    def __init__(self, s: INetStream, local_peer: str,
+                 admission: Admission | None = None) -> None:
         self._s = s
         self.local_peer = local_peer
         self.remote_peer = s.muxed_conn.peer_id.to_base58()
+        self.admission = admission
 
     async def send_all(self, data: bytes) -> None:
         try:
@@ -69,9 +96,13 @@ class Libp2pStream:
 
 
 class Libp2pTransport:
-    def __init__(self, ident: Identity, connect_timeout: float = 5.0) -> None:
+    def __init__(self, ident: Identity, connect_timeout: float = 5.0,
+                 connections: ConnectionLimits | None = None) -> None:
         key_pair = ident.libp2p_keypair()
         self._connect_timeout = connect_timeout
+        limits = connections or ConnectionLimits()
+        self.admission = AdmissionControl(limits, name="libp2p")
+        most = limits.unauthenticated + limits.authenticated + OUTBOUND_CONNECTIONS
         sec = {
             NOISE_PROTOCOL_ID: NoiseTransport(
                 key_pair, noise_privkey=new_x25519_key_pair().private_key
@@ -82,20 +113,81 @@ class Libp2pTransport:
             sec_opt=sec,
             muxer_opt=create_yamux_muxer_option(),
             connection_config=ConnectionConfig(
-                max_connections_per_peer=1, dial_timeout=connect_timeout
+                max_connections_per_peer=1, dial_timeout=connect_timeout,
+                max_connections=most, high_watermark=most, low_watermark=0,
+                min_connections=0,
             ),
         )
         self.peer_id = self.host.get_id().to_base58()
         self._dial_locks: dict[str, trio.Lock] = {}
+        # id(muxed connection) -> its admission, for inbound connections until they close
+        self._inbound: dict[int, Ticket] = {}
+        # the one replacement of py-libp2p's accept path (see the module doc); its TCP
+        # listener looks the handler up on each connection
+        self.host.get_network()._handle_inbound_connection = self._accept  # type: ignore[method-assign]
 
     def listen_addrs(self) -> list[str]:
         """The libp2p addresses this host listens on, without /p2p/<id>."""
         # get_addrs() appends /p2p/<id>; the map stores bare transport addresses
         return [str(a).split("/p2p/")[0] for a in self.host.get_addrs()]
 
+    async def _accept(self, rwc: ReadWriteCloser, maddr: Multiaddr) -> None:
+        swarm = self.host.get_network()
+        # py-libp2p's TCP listener hands over its TrioTCPStream around trio's SocketStream
+        sock: trio.socket.SocketType = rwc.stream.socket  # type: ignore[attr-defined]
+        try:
+            # not rwc.get_remote_address(): it gives None for IPv6 peers
+            source = str(sock.getpeername()[0])
+        except OSError:  # gone before we got to it
+            source = ""
+        ticket = self.admission.admit_unauthenticated(source) if source else None
+        if not isinstance(ticket, Ticket):
+            if isinstance(ticket, Refused):
+                _limited.warning("refused", "refusing a libp2p connection: %s", ticket.reason)
+            with contextlib.suppress(Exception):
+                await rwc.close()
+            return
+        muxed: IMuxedConn | None = None
+        try:
+            with ticket.scope:
+                if not has_spoken(sock):
+                    await trio.lowlevel.wait_readable(sock)  # its multistream header
+                ticket.heard_from()
+                raw = RawConnection(rwc, False)
+                secured = await swarm.upgrader.upgrade_security(raw, False)
+                muxed = await swarm.upgrader.upgrade_connection(
+                    secured, secured.get_remote_peer())
+                # before add_conn starts accepting its streams, so each finds its ticket
+                self._inbound[id(muxed)] = ticket
+                await swarm.add_conn(muxed, direction="inbound")
+                await muxed.event_closed.wait()  # type: ignore[attr-defined]
+        except Exception as e:  # py-libp2p raises many unrelated types for a failed upgrade
+            log.debug("inbound libp2p connection from %s ended: %s", source, e)
+        finally:
+            ticket.release()
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
+                if muxed is not None:
+                    self._inbound.pop(id(muxed), None)
+                    with contextlib.suppress(Exception):
+                        await muxed.close()
+                with contextlib.suppress(Exception):
+                    await rwc.close()
+        if ticket.scope.cancelled_caught and trio.current_time() >= ticket.deadline:
+            _limited.info("pre-auth timeout", "closed a libp2p connection from %s that did "
+                          "not authenticate within %gs", source,
+                          self.admission.limits.preauth_timeout)
+
+    def _admission_of(self, s: INetStream) -> Admission:
+        ticket = self._inbound.get(id(s.muxed_conn))
+        if ticket is None or ticket.authenticated:
+            # a connection we dialed, or one a stream authenticated: the stream's own
+            # handshake still has the pre-auth time
+            return unmetered(self.admission.limits.preauth_timeout)
+        return ticket
+
     def set_handler(self, handler: StreamHandler) -> None:
         async def on_stream(s: INetStream) -> None:
-            stream = Libp2pStream(s, self.peer_id)
+            stream = Libp2pStream(s, self.peer_id, self._admission_of(s))
             try:
                 await handler(stream)
             finally:
@@ -141,20 +233,42 @@ class Libp2pTransport:
     async def _dial(self, pid: ID, addrs: Sequence[str]) -> None:
         # data lane addresses (…/tls) are not libp2p's
         maddrs = [parse_maddr(a) for a in addrs if not a.endswith("/tls")]
+        # py-libp2p refuses for 60 s to dial a peer whose last dial failed; our callers
+        # decide when to try again (a restarted node must be reachable at once)
+        self.host.get_network().unblock_peer(pid)
         await self.host.connect(PeerInfo(pid, maddrs))
+
+
+def _check_can_listen(maddr: Multiaddr) -> None:
+    """Bind the port once without SO_REUSEPORT: py-libp2p binds with it, so it would
+    silently share a port another node holds, and it only logs other failures."""
+    proto, host, transport, port = (str(maddr).split("/") + [""] * 4)[1:5]
+    if proto not in ("ip4", "ip6") or transport != "tcp" or port == "0":
+        return
+    try:
+        with socket.socket(socket.AF_INET if proto == "ip4" else socket.AF_INET6) as s:
+            # SO_REUSEADDR: a port left in TIME_WAIT by a node that just stopped is free
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, int(port)))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {maddr}: {e.strerror or e}") from None
 
 
 @asynccontextmanager
 async def open_libp2p_transport(
-    ident: Identity, listen: Sequence[str] = (), connect_timeout: float = 5.0
+    ident: Identity, listen: Sequence[str] = (), connect_timeout: float = 5.0,
+    connections: ConnectionLimits | None = None,
 ) -> AsyncIterator[Libp2pTransport]:
-    t = Libp2pTransport(ident, connect_timeout)
+    t = Libp2pTransport(ident, connect_timeout, connections)
     addrs = [parse_maddr(a) for a in listen]
-    try:
-        async with t.host.run(addrs):
-            # the auto-connector dials every peer in the peerstore to keep a connection
-            # count up: we connect to a node only when we have something to ask it
-            await t.host.get_network().auto_connector.stop()
-            yield t
-    except OSError as e:
-        raise ConfigError(f"cannot listen on {', '.join(listen)}: {e.strerror or e}") from None
+    for a in addrs:
+        _check_can_listen(a)
+    async with t.host.run(addrs):
+        listening = t.host.get_network().listeners
+        for a in addrs:
+            if str(a) not in listening:  # py-libp2p logged why and carried on without it
+                raise ConfigError(f"cannot listen on {a}")
+        # the auto-connector dials every peer in the peerstore to keep a connection
+        # count up: we connect to a node only when we have something to ask it
+        await t.host.get_network().auto_connector.stop()
+        yield t

@@ -5,6 +5,10 @@ back to an idle list after each request. A channel is reused only if its convers
 is back in the IDLE state — a request that was cancelled or broke mid-way leaves it in
 another state, and such a channel is closed instead. A per-peer semaphore bounds how
 many streams one process opens to one peer.
+
+A node with no room for another authenticated connection on its data lane says so in
+the handshake (admission.py); the channel is then opened over libp2p, which has
+capacity of its own.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import trio
 
 from .. import wire
 from ..auth import Token
+from ..errors import Unavailable
 from ..limits import Limits
-from .base import Transport
+from .base import ByteStream, Transport
 from .channel import MessageChannel
 from .handshake import client_handshake
+from .tls import is_lane_addr
 
 DEFAULT_STREAMS_PER_PEER = 32
 
@@ -44,6 +50,16 @@ class ChannelPool:
 
     async def _open(self, peer_id: str, addrs: Sequence[str]) -> MessageChannel:
         stream = await self.transport.open_stream(peer_id, addrs)
+        p2p_addrs = [a for a in addrs if not is_lane_addr(a)]
+        try:
+            return await self._handshake(stream)
+        except Unavailable:
+            # refused or closed during the handshake: the lane may be full, libp2p not
+            if stream.transport != "lane" or not p2p_addrs:
+                raise
+        return await self._handshake(await self.transport.open_stream(peer_id, p2p_addrs))
+
+    async def _handshake(self, stream: ByteStream) -> MessageChannel:
         chan = MessageChannel(stream, wire.Connection(wire.Role.CLIENT, self.limits))
         try:
             welcome = await client_handshake(chan, self.token)

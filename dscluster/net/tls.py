@@ -18,6 +18,10 @@ security model is unchanged:
 
 Lane addresses are multiaddrs ending in ``/tls`` (``/ip4/127.0.0.1/tcp/4002/tls``)
 listed among a member's addresses in the map; libp2p ignores them.
+
+Each accepted connection is admitted first (admission.py): it has ``preauth_timeout``
+from accept to finish TLS and the stream handshake, and counts against the caps of
+unauthenticated connections until then.
 """
 
 from __future__ import annotations
@@ -39,12 +43,16 @@ from cryptography.x509.oid import NameOID
 
 from ..errors import ConfigError, Unauthorized, Unavailable
 from ..identity import Identity, peer_id_from_public
+from ..limits import ConnectionLimits
+from ..logs import RateLimitedLog
+from .admission import AdmissionControl, Refused, Ticket, has_spoken
 from .base import StreamHandler
 
 log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
 ANONYMOUS = "anonymous-lane-client"
-# open lane connections a node accepts at once (each client pools up to 32 per node)
-MAX_LANE_CONNECTIONS = 1024
+# seconds to send an authenticated peer close_notify before its socket is closed anyway
+CLOSE_TIMEOUT = 1.0
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 
 
@@ -109,12 +117,15 @@ def peer_id_of_cert(der: bytes) -> str:
 
 
 class TlsStream:
-    __slots__ = ("_s", "local_peer", "remote_peer")
+    __slots__ = ("_s", "admission", "local_peer", "remote_peer")
+    transport = "lane"
 
-    def __init__(self, s: trio.SSLStream[trio.SocketStream], local: str, remote: str) -> None:
+    def __init__(self, s: trio.SSLStream[trio.SocketStream], local: str, remote: str,
+                 admission: Ticket | None = None) -> None:
         self._s = s
         self.local_peer = local
         self.remote_peer = remote
+        self.admission = admission
 
     async def send_all(self, data: bytes) -> None:
         try:
@@ -138,10 +149,12 @@ class TlsStream:
 class TlsLane:
     """Both ends of the lane for one identity: a listener and a dialer."""
 
-    def __init__(self, ident: Identity, connect_timeout: float) -> None:
+    def __init__(self, ident: Identity, connect_timeout: float,
+                 connections: ConnectionLimits | None = None) -> None:
         self._ident = ident
         self.peer_id = ident.peer_id
         self._timeout = connect_timeout
+        self.admission = AdmissionControl(connections or ConnectionLimits(), name="data lane")
         self._client_ctx = client_context()
         self._server_ctx: ssl.SSLContext | None = None
 
@@ -156,7 +169,8 @@ class TlsLane:
             raise Unavailable(f"peer {peer_id} at {addr} did not answer within "
                               f"{self._timeout:g}s") from None
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as e:
-            raise Unavailable(f"cannot reach peer {peer_id} at {addr}: {e}") from None
+            raise Unavailable(f"cannot reach peer {peer_id} at {addr}: "
+                              f"{e or 'the connection was closed'}") from None
         got = peer_id_of_cert(s.getpeercert(binary_form=True) or b"")
         if got != peer_id:
             await s.aclose()
@@ -168,33 +182,42 @@ class TlsLane:
         host, port = lane_host_port(addr)
         self._server_ctx = self._server_ctx or server_context(self._ident)
         ctx = self._server_ctx
-
-        slots = trio.Semaphore(MAX_LANE_CONNECTIONS)
+        admission = self.admission
 
         async def on_tcp(tcp: trio.SocketStream) -> None:
             try:
-                slots.acquire_nowait()
-            except trio.WouldBlock:
-                log.warning("refusing a lane connection: %d already open",
-                            MAX_LANE_CONNECTIONS)
+                source = tcp.socket.getpeername()[0]
+            except OSError:  # gone before we got to it
                 await tcp.aclose()
                 return
-            try:
-                await serve_one(tcp)
-            finally:
-                slots.release()
-
-        async def serve_one(tcp: trio.SocketStream) -> None:
+            ticket = admission.admit_unauthenticated(source)
+            if isinstance(ticket, Refused):
+                _limited.warning("refused", "refusing a data lane connection: %s",
+                                 ticket.reason)
+                await tcp.aclose()
+                return
             s = trio.SSLStream(tcp, ctx, server_side=True)
-            stream = TlsStream(s, self.peer_id, ANONYMOUS)
+            stream = TlsStream(s, self.peer_id, ANONYMOUS, ticket)
             try:
-                with trio.fail_after(self._timeout):
+                with ticket.scope:
+                    if not has_spoken(tcp.socket):
+                        await trio.lowlevel.wait_readable(tcp.socket)  # its ClientHello
+                    ticket.heard_from()
                     await s.do_handshake()
-                await handler(stream)
-            except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as e:
+                    await handler(stream)
+            except (trio.BrokenResourceError, ssl.SSLError, OSError) as e:
                 log.debug("lane connection ended: %s", e)
             finally:
-                await stream.aclose()
+                ticket.release()
+                if ticket.authenticated:
+                    with trio.move_on_after(CLOSE_TIMEOUT):
+                        await stream.aclose()
+                else:  # no close_notify (before the handshake, aclose would run it first)
+                    await trio.aclose_forcefully(s)
+            if ticket.scope.cancelled_caught and trio.current_time() >= ticket.deadline:
+                _limited.info("pre-auth timeout", "closed a data lane connection from %s "
+                              "that did not authenticate within %gs", source,
+                              admission.limits.preauth_timeout)
 
         try:
             listeners = await trio.open_tcp_listeners(port, host=host)

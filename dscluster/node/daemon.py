@@ -16,12 +16,15 @@ import trio
 from ..auth import Token
 from ..client.datastore import ClusterDatastore
 from ..cluster.bootstrapper import Bootstrapper
+from ..cluster.caller import MemberCaller
 from ..cluster.membership import Membership
 from ..cluster.state import ClusterState
 from ..clustermap import JOINED, ClusterMap, Member
 from ..config import NodeConfig, resolve
 from ..errors import ConfigError
 from ..identity import Identity
+from ..limits import fd_budget, fd_share
+from ..logs import quiet_resource_errors
 from ..net.addrs import split_p2p_maddr
 from ..net.pool import ChannelPool
 from ..net.transport import open_transport
@@ -46,12 +49,25 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
     if cfg.bootstrap_node and cached is None:
         raise ConfigError(f"the bootstrapper needs its cluster map at {map_path}")
 
+    quiet_resource_errors()
+    # every connection cap is sized below the descriptor limit (limits.fd_budget)
+    fds = fd_budget()
+    lane_caps = cfg.connections.within(fd_share("lane", fds))
+    p2p_caps = cfg.connections.within(fd_share("libp2p", fds))
+    log.info("%d file descriptors; connections admitted: data lane %d unauthenticated "
+             "(%d per address) + %d authenticated, libp2p %d (%d) + %d", fds,
+             lane_caps.unauthenticated, lane_caps.unauthenticated_per_source,
+             lane_caps.authenticated, p2p_caps.unauthenticated,
+             p2p_caps.unauthenticated_per_source, p2p_caps.authenticated)
+
     store = await open_store(cfg.store.type, resolve(conf_dir, cfg.store.path), sync=cfg.store.sync,
                        mongodb_uri=cfg.store.mongodb_uri,
                        mongodb_database=cfg.store.mongodb_database)
     try:
         async with open_transport(ident, listen=cfg.swarm, lane=cfg.lane,
-                                  connect_timeout=cfg.timeouts.connect) as transport:
+                                  connect_timeout=cfg.timeouts.connect,
+                                  lane_connections=lane_caps,
+                                  libp2p_connections=p2p_caps) as transport:
             addrs = transport.listen_addrs()
             pool = ChannelPool(transport, token, cfg.limits)
             membership: Membership | None = None
@@ -80,16 +96,15 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                                 peer_id=peer_id, secret=token.key, limits=cfg.limits,
                                 disable_delete=cfg.disable_delete, on_join=on_join)
             transport.set_handler(server.handle_stream)
+            caller = MemberCaller(pool, state, bootstrapper=boot_contact,
+                                  request_timeout=cfg.timeouts.request,
+                                  local=(cfg.member_index, server.answer_local))
             async with trio.open_nursery() as nursery:
                 if membership is not None:
                     # after a restart from the cache, announce ourselves again
                     nursery.start_soon(lambda: membership.follow(state, rejoin=True))
                 if cfg.s3 and cfg.s3.get("listen"):
-                    ds = ClusterDatastore(pool, state, bootstrapper=boot_contact,
-                                          limits=cfg.limits,
-                                          request_timeout=cfg.timeouts.request,
-                                          local=(cfg.member_index, server.answer_local))
-                    await _start_s3(nursery, ds, cfg)
+                    await _start_s3(nursery, ClusterDatastore(caller, limits=cfg.limits), cfg)
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
                 log.info(
                     "node %d ready: %s/p2p/%s, slots %s, store %s, map epoch %d",

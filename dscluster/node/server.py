@@ -10,8 +10,10 @@ serving everyone else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +28,15 @@ from ..errors import (
     InternalError,
     InvalidArgument,
     InvalidKey,
+    NotFound,
     ProtocolError,
     Redirect,
     TooLarge,
     Unavailable,
 )
 from ..keys import clean_path, slot_of
-from ..limits import Limits
+from ..limits import PREAUTH_TIMEOUT, Limits
+from ..logs import RateLimitedLog
 from ..net.base import ByteStream
 from ..net.channel import MessageChannel, error_message
 from ..net.handshake import server_handshake
@@ -41,12 +45,39 @@ from ..query import Entry, filter_from_wire
 from ..store.base import Store
 
 log = logging.getLogger(__name__)
+# refused peers are an attacker's to multiply: one line per kind per 10 s
+_limited = RateLimitedLog(log)
 
-HANDSHAKE_TIMEOUT = 10.0
+# for a stream no transport admitted (admitted ones have their connection's deadline)
+HANDSHAKE_TIMEOUT = PREAUTH_TIMEOUT
 IDLE_TIMEOUT = 300.0
-WRITES = (wire.Put, wire.Delete, wire.Batch)
+# refused to read-only callers; Sync too: it makes the node flush others' writes, and
+# a reader has none of its own to make durable
+WRITES = (wire.Put, wire.Delete, wire.Batch, wire.CheckBatch, wire.Sync)
 
 JoinHandler = Callable[[str, wire.Join], Awaitable[dict[str, Any]]]
+
+
+class _KeyLocks:
+    """Exclusive holds on sets of keys, so that a write-once check and the write it
+    allowed cannot interleave with another write of the same key."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._released = trio.Event()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: Collection[str]) -> AsyncIterator[None]:
+        # all the keys at once or none, so two batches never wait for each other
+        while not self._held.isdisjoint(keys):
+            await self._released.wait()
+        self._held.update(keys)
+        try:
+            yield
+        finally:
+            self._held.difference_update(keys)
+            self._released.set()
+            self._released = trio.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +108,7 @@ class NodeServer:
         self.secret = secret
         self.limits = limits
         self.disable_delete = disable_delete
+        self._key_locks = _KeyLocks()
         self.on_join = on_join
         self._handlers: dict[type[wire.Message], Callable[[Any, Caller], Awaitable[Any]]] = {
             wire.Get: self._get,
@@ -85,6 +117,7 @@ class NodeServer:
             wire.Put: self._put,
             wire.Delete: self._delete,
             wire.Batch: self._batch,
+            wire.CheckBatch: self._check_batch,
             wire.Query: self._query,
             wire.Sync: self._sync,
             wire.DiskUsage: self._disk_usage,
@@ -97,18 +130,27 @@ class NodeServer:
     async def handle_stream(self, stream: ByteStream) -> None:
         chan = MessageChannel(stream, wire.Connection(wire.Role.SERVER, self.limits))
         peer = stream.remote_peer
+        admission = stream.admission
+        # the transport's deadline counts from accept: its TLS or Noise handshake too
+        deadline = (admission.deadline if admission is not None
+                    else trio.current_time() + HANDSHAKE_TIMEOUT)
+
+        def welcome(role: str) -> wire.Welcome:
+            # the proofs are checked: the connection now needs room among authenticated ones
+            if admission is not None and not admission.promote(role):
+                raise Unavailable(f"node {self.index} has no room for another {role} "
+                                  "connection; try again later")
+            return wire.Welcome(epoch=self.state.epoch, node_index=self.index, role=role)
+
         try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                role = await server_handshake(
-                    chan, self.secret,
-                    lambda r: wire.Welcome(epoch=self.state.epoch, node_index=self.index,
-                                           role=r),
-                )
+            with trio.fail_at(deadline):
+                role = await server_handshake(chan, self.secret, welcome)
         except trio.TooSlowError:
-            log.info("peer %s did not finish the handshake in time", peer)
+            _limited.info("handshake timeout", "peer %s did not finish the handshake in time",
+                          peer)
             return
         except DSClusterError as e:
-            log.warning("refused peer %s: %s", peer, e)
+            _limited.warning(("refused", type(e).__name__), "refused peer %s: %s", peer, e)
             await self._try_final_error(chan, e)
             return
         if role is None:
@@ -190,7 +232,10 @@ class NodeServer:
         return wire.Size(value=await self.store.get_size(self._key(m.key)))
 
     async def _put(self, m: wire.Put, caller: Caller) -> wire.Message:
-        await self.store.put(self._key(m.key), self._value(m.value))
+        key, value = self._key(m.key), self._value(m.value)
+        async with self._writing([key]):
+            await self._refuse_overwrites([BatchOp(key, value)])
+            await self.store.put(key, value)
         return wire.Ok()
 
     async def _delete(self, m: wire.Delete, caller: Caller) -> wire.Message:
@@ -199,11 +244,22 @@ class NodeServer:
         return wire.Ok()
 
     async def _batch(self, m: wire.Batch, caller: Caller) -> wire.Message:
-        if len(m.ops) > self.limits.max_batch_ops:
-            raise TooLarge(f"batch of {len(m.ops)} operations exceeds the limit of "
+        ops = self._batch_ops(m.ops)
+        async with self._writing([op.key for op in ops]):
+            await self._refuse_overwrites(ops)  # before anything is written
+            await self.store.apply(ops)
+        return wire.Ok()
+
+    async def _check_batch(self, m: wire.CheckBatch, caller: Caller) -> wire.Message:
+        await self._refuse_overwrites(self._batch_ops(m.ops))
+        return wire.Ok()
+
+    def _batch_ops(self, raw_ops: list[Any]) -> list[BatchOp]:
+        if len(raw_ops) > self.limits.max_batch_ops:
+            raise TooLarge(f"batch of {len(raw_ops)} operations exceeds the limit of "
                            f"{self.limits.max_batch_ops}")
         ops: dict[str, BatchOp] = {}
-        for raw in m.ops:
+        for raw in raw_ops:
             if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str)
                     and (raw[1] is None or isinstance(raw[1], bytes))):
                 raise InvalidArgument("batch operations must be [key, value or nil]")
@@ -214,8 +270,30 @@ class NodeServer:
                 self._value(raw[1])
             ops.pop(key, None)  # last operation on a key wins
             ops[key] = BatchOp(key, raw[1])
-        await self.store.apply(list(ops.values()))
-        return wire.Ok()
+        return list(ops.values())
+
+    def _writing(self, keys: Collection[str]) -> AbstractAsyncContextManager[None]:
+        # only write-once nodes check before they write, so only they need the keys held
+        if self.disable_delete:
+            return self._key_locks.hold(keys)
+        return contextlib.nullcontext()
+
+    async def _refuse_overwrites(self, ops: Sequence[BatchOp]) -> None:
+        """With disable_delete stored data is write-once: overwriting a value destroys it
+        as surely as deleting it. Writing the very same bytes again is no change, so
+        retries and re-added blocks still succeed."""
+        if not self.disable_delete:
+            return
+        for op in ops:
+            assert op.value is not None  # _batch_ops refused deletes on this node
+            try:
+                same = (await self.store.get_size(op.key) == len(op.value)
+                        and await self.store.get(op.key) == op.value)
+            except NotFound:
+                continue
+            if not same:
+                raise Forbidden(f"overwrites are disabled on this node (disable_delete): "
+                                f"{op.key} already holds a different value")
 
     async def _query(self, m: wire.Query, caller: Caller) -> wire.Message:
         if not 1 <= m.limit <= self.limits.max_page_entries:

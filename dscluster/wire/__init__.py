@@ -3,11 +3,14 @@
 from ._connection import NEED_DATA, TRANSITIONS, Connection, Role, State, encode_frame
 from ._messages import (
     MESSAGE_TYPES,
+    NONCE_BYTES,
+    PROOF_BYTES,
     PROTOCOL_VERSION,
     Auth,
     Batch,
     Bool,
     Challenge,
+    CheckBatch,
     Delete,
     DiskUsage,
     Error,
@@ -33,8 +36,10 @@ from ._messages import (
 )
 
 __all__ = [
-    "MESSAGE_TYPES", "NEED_DATA", "PROTOCOL_VERSION", "TRANSITIONS",
-    "Auth", "Batch", "Bool", "Challenge", "Connection", "Delete", "DiskUsage", "Error",
+    "MESSAGE_TYPES", "NEED_DATA", "NONCE_BYTES", "PROOF_BYTES", "PROTOCOL_VERSION",
+    "TRANSITIONS",
+    "Auth", "Batch", "Bool", "Challenge", "CheckBatch", "Connection", "Delete", "DiskUsage",
+    "Error",
     "Get", "GetMap", "GetSize", "Has", "Hello", "Join", "MapData", "Message", "Ok", "Put",
     "Query", "QueryPage", "Role", "Size", "State", "Stats", "StatsData", "Sync", "Value",
     "Welcome", "decode_message", "encode_frame",

@@ -4,7 +4,15 @@ Theory of operation (as h11): ``Connection`` never touches a socket. Feed it byt
 ``receive_data``; pull messages with ``next_event`` (``NEED_DATA`` when a frame is not
 complete yet); turn a message into bytes with ``send``. A frame is a 4-byte big-endian
 length followed by that many bytes of msgpack. A frame announcing more than the limit
-is refused as soon as its header arrives — nothing of it is buffered.
+is refused as soon as its header arrives — nothing of it is buffered. Until the
+handshake is over that limit is a few KiB (``HANDSHAKE_BOUNDS``), so a peer that has not
+proved anything can make us buffer and decode only that much.
+
+Decoding is bounded too (``limits.FrameBounds``): msgpack refuses a string, bin, array
+or map longer than the limits in force before it allocates it, and every array and map
+is counted as it is built, so a frame of millions of tiny nested containers is refused
+once it passes the budget instead of costing seconds of event loop and sixty times its
+size in memory. What is left is linear in the frame's length.
 
 Both ends track one conversation in ``TRANSITIONS``: the handshake (Hello, Challenge,
 Auth, Welcome), then strictly alternating request and response. A message that is not
@@ -17,12 +25,12 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Final
+from typing import Any, Final
 
 import msgpack
 
 from ..errors import LocalProtocolError, RemoteProtocolError, TooLarge
-from ..limits import Limits
+from ..limits import HANDSHAKE_BOUNDS, FrameBounds, Limits
 from ._messages import Message, decode_message
 
 _HEADER = struct.Struct(">I")
@@ -64,8 +72,37 @@ TRANSITIONS: dict[tuple[State, Role, str], State] = {
 }
 
 
+_AUTHENTICATED = (State.IDLE, State.BUSY)
+
+
 def encode_frame(payload: bytes) -> bytes:
     return _HEADER.pack(len(payload)) + payload
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _unpack(payload: bytes, bounds: FrameBounds) -> Any:
+    left = bounds.max_objects
+
+    def count(container: Any) -> Any:
+        # called as each array and map is completed, innermost first
+        nonlocal left
+        left -= 1 + len(container)
+        if left < 0:
+            raise _OverBudget
+        return container
+
+    return msgpack.unpackb(
+        payload, raw=False, strict_map_key=True, list_hook=count, object_hook=count,
+        ext_hook=_no_ext, max_str_len=bounds.max_str, max_bin_len=bounds.max_bin,
+        max_array_len=bounds.max_array, max_map_len=bounds.max_map, max_ext_len=0,
+    )
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not part of the protocol")
 
 
 class Connection:
@@ -75,19 +112,22 @@ class Connection:
         self.our_role = role
         self.their_role = Role.SERVER if role is Role.CLIENT else Role.CLIENT
         self.limits = limits or Limits()
-        self.max_frame = self.limits.max_frame_bytes
+        # a server decodes requests, a client responses
+        self._bounds = (self.limits.request_bounds if role is Role.SERVER
+                        else self.limits.response_bounds)
         self.state = State.START
         self._buf = bytearray()
         self._want: int | None = None  # body length of the frame being received
 
     # -- sending ------------------------------------------------------------------------
     def send(self, msg: Message) -> bytes:
+        max_frame = self.bounds.max_frame
         self.state = self._advance(self.our_role, msg, LocalProtocolError)
         payload = msgpack.packb(msg.to_wire(), use_bin_type=True)
-        if len(payload) > self.max_frame:
+        if len(payload) > max_frame:
             raise TooLarge(
                 f"{type(msg).__name__} frame of {len(payload)} bytes exceeds the "
-                f"{self.max_frame}-byte frame limit"
+                f"{max_frame}-byte frame limit"
             )
         return encode_frame(payload)
 
@@ -102,14 +142,16 @@ class Connection:
         self._buf += data
 
     def next_event(self) -> Message | _NeedData:
+        bounds = self.bounds
         if self._want is None:
             if len(self._buf) < _HEADER.size:
                 return NEED_DATA
             (n,) = _HEADER.unpack_from(self._buf)
-            if n > self.max_frame:
+            if n > bounds.max_frame:
                 self.state = State.CLOSED
                 raise TooLarge(
-                    f"peer announced a {n}-byte frame; the limit is {self.max_frame} bytes"
+                    f"peer announced a {n}-byte frame; the limit is {bounds.max_frame} bytes"
+                    + ("" if self.authenticated else " before the handshake is complete")
                 )
             del self._buf[: _HEADER.size]
             self._want = n
@@ -119,10 +161,18 @@ class Connection:
         del self._buf[: self._want]
         self._want = None
         try:
-            obj = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+            obj = _unpack(payload, bounds)
+        except _OverBudget:
+            self.state = State.CLOSED
+            raise TooLarge(
+                f"frame holds more than {bounds.max_objects} arrays, maps and entries"
+            ) from None
         except Exception as e:  # msgpack raises several unrelated types for bad input
             self.state = State.CLOSED
-            raise RemoteProtocolError(f"undecodable frame: {e}") from None
+            if "exceeds max_" in str(e):  # msgpack's wording for its length limits
+                raise TooLarge(f"frame refused: {e}") from None
+            raise RemoteProtocolError(
+                f"undecodable frame: {e or type(e).__name__}") from None
         try:
             msg = decode_message(obj)
             self.state = self._advance(self.their_role, msg, RemoteProtocolError)
@@ -130,6 +180,16 @@ class Connection:
             self.state = State.CLOSED
             raise
         return msg
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the handshake is over (Welcome sent or received)."""
+        return self.state in _AUTHENTICATED
+
+    @property
+    def bounds(self) -> FrameBounds:
+        """What the next frame may hold: little until the handshake is over."""
+        return self._bounds if self.authenticated else HANDSHAKE_BOUNDS
 
     @property
     def mid_frame(self) -> bool:

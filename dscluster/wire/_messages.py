@@ -7,16 +7,24 @@ shape of everything a peer sends, so nothing malformed gets past the codec.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 
-PROTOCOL_VERSION = 1
+# 2: handshake proofs length-prefix their fields (auth.py), nonces and proofs are 32 bytes
+PROTOCOL_VERSION = 2
+NONCE_BYTES = 32
+PROOF_BYTES = 32  # HMAC-SHA256
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bytes_of(n: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, bytes) and len(v) == n
 
 
 _CHECKS = {
@@ -26,6 +34,8 @@ _CHECKS = {
     "bytes": lambda v: isinstance(v, bytes),
     "str?": lambda v: v is None or isinstance(v, str),
     "bytes?": lambda v: v is None or isinstance(v, bytes),
+    # nonces and proofs: anything shorter or longer is refused before it is used
+    **{f"bytes[{n}]": _bytes_of(n) for n in (NONCE_BYTES, PROOF_BYTES)},
     "list": lambda v: isinstance(v, list),
     "dict": lambda v: isinstance(v, dict),
     "dict?": lambda v: v is None or isinstance(v, dict),
@@ -60,7 +70,7 @@ class Hello(Message):
 
     TYPE = 1
     KIND = "hello"
-    SHAPES = ("int", "str", "bytes")
+    SHAPES = ("int", "str", f"bytes[{NONCE_BYTES}]")
     version: int = PROTOCOL_VERSION
     role: str  # "node", "client" or "readonly"
     nonce: bytes
@@ -72,7 +82,7 @@ class Challenge(Message):
 
     TYPE = 2
     KIND = "challenge"
-    SHAPES = ("bytes", "bytes")
+    SHAPES = (f"bytes[{NONCE_BYTES}]", f"bytes[{PROOF_BYTES}]")
     nonce: bytes
     proof: bytes
 
@@ -81,7 +91,7 @@ class Challenge(Message):
 class Auth(Message):
     TYPE = 3
     KIND = "auth"
-    SHAPES = ("bytes",)
+    SHAPES = (f"bytes[{PROOF_BYTES}]",)
     proof: bytes
 
 
@@ -144,6 +154,17 @@ class Batch(Message):
     """``ops`` is a list of ``[key, value]`` (value None = delete), distinct keys."""
 
     TYPE = 15
+    KIND = "request"
+    SHAPES = ("list",)
+    ops: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckBatch(Message):
+    """The ops of a Batch, checked as Batch would check them but not applied: a client
+    asks every node before applying a batch that spans several."""
+
+    TYPE = 22
     KIND = "request"
     SHAPES = ("list",)
     ops: list[Any]
@@ -281,7 +302,8 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
         Hello, Challenge, Auth, Welcome,
-        Get, Has, GetSize, Put, Delete, Batch, Query, Sync, DiskUsage, Stats, GetMap, Join,
+        Get, Has, GetSize, Put, Delete, Batch, CheckBatch, Query, Sync, DiskUsage, Stats, GetMap,
+        Join,
         Ok, Value, Bool, Size, QueryPage, MapData, StatsData, Error,
     )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import subprocess
@@ -9,16 +10,19 @@ from pathlib import Path
 
 import msgpack
 import pytest
+import trio
 
 from dscluster import wire
 from dscluster.auth import Token, new_secret
 from dscluster.client.connect import open_cluster
-from dscluster.errors import Forbidden, Unauthorized
+from dscluster.errors import Forbidden, Unauthorized, Unavailable
 from dscluster.identity import Identity
 from dscluster.localcluster import Cluster, tool
+from dscluster.net.base import ByteStream
 from dscluster.net.channel import MessageChannel
 from dscluster.net.handshake import client_handshake
 from dscluster.net.libp2p import open_libp2p_transport
+from dscluster.net.transport import open_transport
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -172,3 +176,66 @@ async def test_stranger_is_refused_over_the_data_lane_too(cluster: Cluster, tmp_
         assert any(a.endswith("/tls") for a in ds.state.map.members[1].addrs)
         with pytest.raises(Unauthorized):
             await ds.get("/anything")
+
+
+async def test_read_only_client_cannot_sync(cluster: Cluster):
+    async with open_cluster(cluster.client()) as rw:
+        await rw.sync("/")
+    async with open_cluster(cluster.client("ro", cluster.readonly_token)) as ro:
+        with pytest.raises(Forbidden, match="read-only"):
+            await ro.sync("/")
+
+
+# 10 MiB of msgpack, one array of 10.5 M empty arrays: sent before Hello it used to cost a
+# node ~18 s of event loop and +600 MB, and every client of that node timed out
+_EMPTY_ARRAYS = wire.encode_frame(
+    b"\xdd" + ((10 << 20) - 5).to_bytes(4, "big") + b"\x90" * ((10 << 20) - 5))
+
+
+async def test_hostile_frames_before_hello_do_not_stall_a_node(cluster: Cluster):
+    """Whole and half-sent 10 MiB frames on the data lane and libp2p, before Hello, while
+    another client keeps asking the same node."""
+    async with open_cluster(cluster.client()) as ds:
+        await ds.put("/hostile/probe", b"v")
+        m = ds.state.map.primary("/hostile/probe")
+        answers: list[bytes] = []
+
+        async def attack(s: ByteStream, data: bytes) -> None:
+            got = bytearray()
+
+            async def read() -> None:
+                with contextlib.suppress(Unavailable):
+                    while chunk := await s.receive_some(65536):
+                        got.extend(chunk)
+
+            # reading while sending: the node answers after the header, and a reset
+            # once it hangs up would discard an answer not read yet
+            async with trio.open_nursery() as n:
+                n.start_soon(read)
+                with contextlib.suppress(Unavailable):  # the node hangs up mid-frame
+                    await s.send_all(data)
+            answers.append(bytes(got))
+
+        async with open_transport(Identity.generate(), use_lane=True) as lane, \
+                open_transport(Identity.generate(), use_lane=False) as p2p:
+            streams = [(await t.open_stream(m.peer_id, m.addrs), data)
+                       for t in (lane, p2p)
+                       for data in [_EMPTY_ARRAYS] * 2 + [_EMPTY_ARRAYS[:5 << 20]] * 8]
+            slowest = 0.0
+            with trio.fail_after(60):
+                async with trio.open_nursery() as n:
+                    for s, data in streams:
+                        n.start_soon(attack, s, data)
+                    while len(answers) < len(streams):
+                        t0 = trio.current_time()
+                        assert await ds.get("/hostile/probe") == b"v"
+                        slowest = max(slowest, trio.current_time() - t0)
+                        await trio.sleep(0.05)
+            for s, _ in streams:
+                await s.aclose()
+    assert slowest < 2.0, f"a request waited {slowest:.1f}s behind the hostile frames"
+    # every hostile stream got a too_large answer, refused from the 4-byte header
+    for got in answers:
+        assert len(got) > 4, "the node hung up without an answer"
+        code, message = msgpack.unpackb(got[4:4 + struct.unpack(">I", got[:4])[0]])[1:3]
+        assert code == "too_large" and "before the handshake" in message, message

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 
 import pytest
 
-from dscluster.auth import Token, check, client_proof, new_secret, role_key, server_proof
+from dscluster.auth import (
+    Token,
+    check,
+    client_proof,
+    new_nonce,
+    new_secret,
+    role_key,
+    server_proof,
+)
 from dscluster.errors import ConfigError, Unauthorized
 from dscluster.identity import Identity, read_private_file
+from dscluster.wire import NONCE_BYTES
 
 
 def test_tokens_round_trip_and_derive_one_way():
@@ -74,3 +85,29 @@ def test_a_garbled_key_file_is_a_config_error(tmp_path):
     os.chmod(p, 0o600)
     with pytest.raises(ConfigError, match="not a libp2p Ed25519 private key"):
         Identity.load(p)
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    # bytes move between neighbouring fields; joined with zero bytes these were equal
+    (("client", b"n\x00", b"s", "peerA", "peerB"), ("client", b"n", b"\x00s", "peerA", "peerB")),
+    (("client", b"n", b"s", "peer\x00A", "B"), ("client", b"n", b"s", "peer", "A\x00B")),
+    (("client", b"n", b"s\x00peerA", "B", ""), ("client", b"n", b"s", "peerA\x00B", "")),
+    (("client\x00", b"n", b"s", "A", "B"), ("client", b"\x00n", b"s", "A", "B")),
+])
+def test_proofs_of_different_fields_differ(a, b):
+    def old_encoding(fields: tuple) -> bytes:
+        role, cn, sn, cp, sp = fields
+        return b"\x00".join((b"client", role.encode(), cn, sn, cp.encode(), sp.encode()))
+
+    assert old_encoding(a) == old_encoding(b)  # the collision the length prefixes remove
+    k = new_secret()
+    assert client_proof(k, *a) != client_proof(k, *b)
+    assert server_proof(k, *a) != server_proof(k, *b)
+
+
+def test_proofs_are_labelled_v2():
+    k, fields = b"k" * 32, ("node", b"c" * 32, b"s" * 32, "peerA", "peerB")
+    msg = b"".join(len(f).to_bytes(4, "big") + f for f in (
+        b"dscluster-auth-v2", b"client", b"node", b"c" * 32, b"s" * 32, b"peerA", b"peerB"))
+    assert client_proof(k, *fields) == hmac.new(k, msg, hashlib.sha256).digest()
+    assert len(new_nonce()) == NONCE_BYTES == 32

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import stat
 
 import pytest
 
@@ -70,3 +71,34 @@ def test_a_client_needs_a_client_token(tmp_path):
     Token.for_role(new_secret(), "node").save(p)
     with pytest.raises(ConfigError, match="client or readonly"):
         token_from(p, ("client", "readonly"))
+
+
+def test_a_node_config_others_can_read_is_refused(tmp_path):
+    create_cluster(tmp_path / "n", 1)
+    path = tmp_path / "n" / "config.json"
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match=rf"\(mode 0640\); run: chmod 600 {path}$"):
+        load_node_config(tmp_path / "n")
+
+
+def test_config_files_are_written_private_and_a_client_config_need_not_be(tmp_path):
+    files = create_cluster(tmp_path / "srv01", 2)
+    create_joining_node(tmp_path / "srv02", bootstrapper=files.bootstrapper, index=1,
+                        token=Token.load(files.node_token))
+    create_client(tmp_path / "cli", bootstrapper=files.bootstrapper,
+                  token=Token.load(files.client_token))
+    for d in ("srv01", "srv02", "cli"):
+        assert stat.S_IMODE((tmp_path / d / "config.json").stat().st_mode) == 0o600, d
+    # a client's config names its key and token files but holds no secret itself
+    (tmp_path / "cli" / "config.json").chmod(0o644)
+    assert load_client_config(tmp_path / "cli").bootstrapper == files.bootstrapper
+
+
+def test_node_and_client_directories_are_not_taken_for_each_other(tmp_path):
+    files = create_cluster(tmp_path / "srv01", 1)
+    create_client(tmp_path / "cli", bootstrapper=files.bootstrapper,
+                  token=Token.load(files.client_token))
+    with pytest.raises(ConfigError, match="is a client's directory; give a node's"):
+        load_node_config(tmp_path / "cli")
+    with pytest.raises(ConfigError, match="is a node's directory; give a client's"):
+        load_client_config(tmp_path / "srv01")

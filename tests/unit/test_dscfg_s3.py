@@ -10,6 +10,7 @@ import click
 from click.testing import CliRunner
 
 from dscfg.s3 import datastore_spec, register
+from dscluster.config import write_config
 from dscluster.s3.settings import S3Settings
 
 
@@ -21,11 +22,12 @@ def cli() -> click.Group:
     return main
 
 
+NODE = {"version": 1, "identity": {"peer_id": "x"}, "bootstrap_node": True,
+        "addresses": {"swarm": ["/ip4/127.0.0.1/tcp/4001"]}}
+
+
 def node_dir(tmp_path: Path, s3: dict | None = None) -> Path:
-    data: dict = {"version": 1, "identity": {"peer_id": "x"}}
-    if s3 is not None:
-        data["s3"] = s3
-    (tmp_path / "config.json").write_text(json.dumps(data))
+    write_config(tmp_path / "config.json", {**NODE, "s3": s3} if s3 is not None else NODE)
     return tmp_path
 
 
@@ -36,7 +38,7 @@ def test_s3_key_add_and_list(tmp_path: Path) -> None:
     assert r1.exit_code == r2.exit_code == 0
     data = json.loads((conf / "config.json").read_text())
     settings = S3Settings.from_dict(data["s3"])
-    assert len(settings.credentials) == 2 and data["identity"] == {"peer_id": "x"}
+    assert len(settings.credentials) == 2 and data["identity"] == NODE["identity"]
     assert f"secret_key: {settings.credentials[0].secret_key}" in r1.output
     assert stat.S_IMODE((conf / "config.json").stat().st_mode) == 0o600
     listed = CliRunner().invoke(cli(), ["s3-key", "list", "--conf", str(conf)])
@@ -82,3 +84,18 @@ def test_datastore_spec_is_what_kubo_writes() -> None:
         '{"mounts":[{"bucket":"blocks","mountpoint":"/blocks","region":"us-east-1",'
         '"rootDirectory":""},{"mountpoint":"/","path":"datastore","type":"levelds"}],'
         '"type":"mount"}')
+
+
+def test_s3_key_refuses_a_client_directory_and_a_readable_node_config(tmp_path: Path) -> None:
+    client = tmp_path / "cli"
+    write_config(client / "config.json", {"version": 1, "identity": {"peer_id": "x"},
+                                          "bootstrap_address": "/ip4/1.2.3.4/tcp/1/p2p/x",
+                                          "read_only_client": False})
+    readable = node_dir(tmp_path / "node")
+    (readable / "config.json").chmod(0o644)
+    for conf, words in ((client, "is a client's directory"), (readable, "chmod 600")):
+        before = (conf / "config.json").read_text()
+        for command in ("add", "list"):
+            r = CliRunner().invoke(cli(), ["s3-key", command, "--conf", str(conf)])
+            assert r.exit_code != 0 and words in str(r.exception), (command, r.output)
+        assert (conf / "config.json").read_text() == before

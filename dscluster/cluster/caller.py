@@ -1,0 +1,189 @@
+"""Calling cluster members: the one place that talks to nodes on behalf of a client.
+
+Theory of operation (Garage's ``rpc_helper``): the caller owns the channel pool, the
+request timeout, redirects, refreshing the map and the in-process shortcut to the node
+it lives in. Callers above it say *what* to ask and *which* member or slot — the map's
+``write_set`` / ``read_set`` questions pick the members — and never open channels
+themselves. Replication, liveness and writes to several owner sets are changes inside
+this class and the map's set functions, not in the datastore client.
+
+- A member that redirects (it does not serve the slot at our epoch) makes the caller
+  refresh its map and retry, a bounded number of times.
+- A member that cannot be reached makes the caller refresh the map once (the node may
+  have restarted, killing a pooled stream, or moved) and then fail with Unavailable
+  naming the node and its slots. Every request is idempotent, so the retry is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import trio
+
+from .. import wire
+from ..clustermap import JOINED, ClusterMap, Member
+from ..concurrency import open_nursery
+from ..errors import ClusterError, DSClusterError, Redirect, Unavailable, error_from_wire
+from ..net.pool import ChannelPool
+from .state import ClusterState
+
+log = logging.getLogger(__name__)
+MAX_REDIRECTS = 3
+LocalHandler = Callable[[wire.Message], Awaitable[wire.Message]]
+T = TypeVar("T")
+
+
+class MemberCaller:
+    def __init__(
+        self,
+        pool: ChannelPool,
+        state: ClusterState,
+        *,
+        bootstrapper: tuple[str, Sequence[str]] | None,
+        request_timeout: float = 30.0,
+        local: tuple[int, LocalHandler] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.state = state
+        self.bootstrapper = bootstrapper
+        self.request_timeout = request_timeout
+        # inside a node: its member index and its server, to answer its own slots
+        self._local_index, self._local = local if local is not None else (-1, None)
+        self._refresh_lock = trio.Lock()
+
+    # -- the map ------------------------------------------------------------------------
+    async def refresh_map(self) -> bool:
+        """Fetch the current map (bootstrapper first, then any joined node).
+
+        Returns whether a newer map was adopted. Concurrent callers share one fetch."""
+        epoch = self.state.epoch
+        async with self._refresh_lock:
+            if self.state.epoch != epoch:
+                return True  # someone else refreshed while we waited
+            errors = []
+            for peer, addrs in self._map_sources():
+                try:
+                    with trio.fail_after(self.request_timeout):
+                        async with self.pool.channel(peer, addrs) as chan:
+                            ans = await chan.request(wire.GetMap(known_epoch=self.state.epoch))
+                except (DSClusterError, trio.TooSlowError) as e:
+                    errors.append(f"{peer}: {e or 'timed out'}")
+                    continue
+                assert isinstance(ans, wire.MapData)
+                return ans.map is not None and self.state.offer(ClusterMap.from_dict(ans.map))
+            raise Unavailable("cannot fetch the cluster map: " + "; ".join(errors))
+
+    def _map_sources(self) -> list[tuple[str, Sequence[str]]]:
+        sources: list[tuple[str, Sequence[str]]] = []
+        if self.bootstrapper:
+            # the map may know more addresses of the bootstrapper (its data lane)
+            peer, addrs = self.bootstrapper
+            known = self.state.map.member_by_peer(peer)
+            sources.append((peer, [*known.addrs, *addrs] if known else addrs))
+        asked = {peer for peer, _ in sources}
+        sources += [(m.peer_id, m.addrs) for m in self.state.map.members
+                    if m.state == JOINED and m.peer_id and m.peer_id not in asked]
+        return sources
+
+    def describe(self, m: Member) -> str:
+        return f"{m.describe()} serving slots {self.state.map.describe_ranges(m.index)}"
+
+    # -- one member -----------------------------------------------------------------------
+    async def on_member(self, pick: Callable[[ClusterMap], Member],
+                        call: Callable[[Any], Awaitable[T]], *,
+                        follow_redirects: bool = True) -> T:
+        """Run ``call(channel)`` on the member ``pick`` chooses, following redirects and
+        refreshing the map once when the member is unknown or unreachable."""
+        refreshed = False
+        for _ in range(MAX_REDIRECTS + 1):
+            member = pick(self.state.map)
+            if member.state != JOINED or not member.peer_id:
+                if not refreshed:
+                    refreshed = True
+                    await self.refresh_map()
+                    continue
+                raise Unavailable(f"{self.describe(member)} has not joined the cluster yet")
+            try:
+                with trio.fail_after(self.request_timeout):
+                    if member.index == self._local_index and self._local is not None:
+                        return await call(_LocalChannel(self._local))
+                    async with self.pool.channel(member.peer_id, member.addrs) as chan:
+                        return await call(chan)
+            except Redirect as r:
+                log.debug("redirected: %s", r)
+                if not follow_redirects:
+                    raise
+                if not await self.refresh_map() and r.epoch <= self.state.epoch:
+                    raise ClusterError(
+                        f"{member.describe()} refuses slot {r.slot} although map epoch "
+                        f"{self.state.epoch} assigns it there: {r}"
+                    ) from None
+            except (Unavailable, trio.TooSlowError) as e:
+                await self.pool.forget(member.peer_id)
+                if not refreshed:
+                    # once: the node may have restarted (a pooled stream died with it) or
+                    # moved (a newer map knows where); all our requests are idempotent
+                    refreshed = True
+                    with contextlib.suppress(Unavailable):
+                        await self.refresh_map()
+                    continue
+                why = str(e) or f"no answer within {self.request_timeout:g}s"
+                raise Unavailable(f"{self.describe(member)} is unavailable: {why}") from None
+        raise ClusterError(f"too many redirects (map epoch {self.state.epoch})")
+
+    async def ask(self, index: int, msg: wire.Message, *,
+                  follow_redirects: bool = True) -> wire.Message:
+        """``msg`` to member ``index``."""
+        return await self.on_member(lambda m: m.members[index],
+                                    lambda chan: chan.request(msg),
+                                    follow_redirects=follow_redirects)
+
+    # -- slots and sets ---------------------------------------------------------------------
+    async def read(self, slot: int, msg: wire.Message) -> wire.Message:
+        """A read of ``slot``: asks its read set (today: the primary)."""
+        return await self.on_member(lambda m: m.members[m.read_set(slot)[0]],
+                                    lambda chan: chan.request(msg))
+
+    async def write(self, slot: int, msg: wire.Message) -> wire.Message:
+        """A write to ``slot``: goes to its write set (today: the primary)."""
+        return await self.on_member(lambda m: m.members[m.write_set(slot)[0]],
+                                    lambda chan: chan.request(msg))
+
+    def write_member(self, slot: int) -> int:
+        """The member a batch part for ``slot`` is sent to (today: the primary)."""
+        return self.state.map.write_set(slot)[0]
+
+    async def each_serving_member(self, msg: wire.Message) -> list[wire.Message]:
+        """Send ``msg`` to every node that serves slots; all answers, in member order."""
+        members = self.state.map.serving_members()
+        answers: dict[int, wire.Message] = {}
+
+        async def one(i: int) -> None:
+            answers[i] = await self.ask(i, msg)
+
+        async with open_nursery() as n:
+            for i in members:
+                n.start_soon(one, i)
+        return [answers[i] for i in members]
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _LocalChannel:
+    """A channel to the node this caller lives in: the request goes straight to its
+    server's handler; errors come back as the same exceptions as over the wire."""
+
+    __slots__ = ("_answer",)
+
+    def __init__(self, answer: LocalHandler) -> None:
+        self._answer = answer
+
+    async def request(self, msg: wire.Message) -> wire.Message:
+        ans = await self._answer(msg)
+        if isinstance(ans, wire.Error):
+            raise error_from_wire(ans.code, ans.message, ans.detail)
+        return ans

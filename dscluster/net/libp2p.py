@@ -31,7 +31,7 @@ from libp2p.abc import IMuxedConn
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.io.abc import ReadWriteCloser
-from libp2p.network.config import ConnectionConfig
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.network.stream.net_stream import INetStream
@@ -118,6 +118,10 @@ class Libp2pTransport:
                 min_connections=0,
             ),
         )
+        # py-libp2p retries a refused dial three times with backoff (0.7 s of sleep); the
+        # member caller already retries once after a map refresh, and a dead node must
+        # fail fast. new_host does not pass this setting on to its swarm.
+        self.host.get_network().retry_config = RetryConfig(max_retries=0)
         self.peer_id = self.host.get_id().to_base58()
         self._dial_locks: dict[str, trio.Lock] = {}
         # id(muxed connection) -> its admission, for inbound connections until they close

@@ -24,6 +24,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 import trio
 from libp2p import create_yamux_muxer_option, new_host
@@ -57,6 +58,11 @@ CLOSE_TIMEOUT = 1.0
 # py-libp2p's own connection caps count outbound connections too and must never bind
 # before admission's: this much room above the inbound caps is left for our dials
 OUTBOUND_CONNECTIONS = 1024
+# Streams open before any stream of their connection authenticated, per connection and
+# in all: yamux buffers up to a window (256 KiB) per stream for us. A client's pool opens
+# up to DEFAULT_STREAMS_PER_PEER (32) at once on a fresh connection, so no fewer.
+PREAUTH_STREAMS = 32
+PREAUTH_STREAMS_TOTAL = 1024
 
 
 class Libp2pStream:
@@ -126,6 +132,8 @@ class Libp2pTransport:
         self._dial_locks: dict[str, trio.Lock] = {}
         # id(muxed connection) -> its admission, for inbound connections until they close
         self._inbound: dict[int, Ticket] = {}
+        # id(muxed connection) -> its streams open before any of them authenticated
+        self._preauth_streams: dict[int, int] = {}
         # the one replacement of py-libp2p's accept path (see the module doc); its TCP
         # listener looks the handler up on each connection
         self.host.get_network()._handle_inbound_connection = self._accept  # type: ignore[method-assign]
@@ -190,14 +198,36 @@ class Libp2pTransport:
         return ticket
 
     def set_handler(self, handler: StreamHandler) -> None:
-        async def on_stream(s: INetStream) -> None:
-            stream = Libp2pStream(s, self.peer_id, self._admission_of(s))
-            try:
-                await handler(stream)
-            finally:
-                await stream.aclose()
+        self.host.set_stream_handler(PROTOCOL, partial(self._serve_stream, handler))
 
-        self.host.set_stream_handler(PROTOCOL, on_stream)
+    async def _serve_stream(self, handler: StreamHandler, s: INetStream) -> None:
+        admission = self._admission_of(s)
+        conn = id(s.muxed_conn)
+        preauth = isinstance(admission, Ticket) and not admission.authenticated
+        if preauth:
+            if self._preauth_streams.get(conn, 0) >= PREAUTH_STREAMS \
+                    or sum(self._preauth_streams.values()) >= PREAUTH_STREAMS_TOTAL:
+                _limited.warning("streams", "reset a stream of an unauthenticated libp2p "
+                                 "connection: too many open")
+                with contextlib.suppress(Exception):
+                    await s.reset()
+                return
+            self._preauth_streams[conn] = self._preauth_streams.get(conn, 0) + 1
+        stream = Libp2pStream(s, self.peer_id, admission)
+        try:
+            await handler(stream)
+        finally:
+            if preauth:
+                self._preauth_streams[conn] -= 1
+                if not self._preauth_streams[conn]:
+                    del self._preauth_streams[conn]
+            if isinstance(admission, Ticket) and not admission.authenticated:
+                # refused: a reset drops what yamux buffered and tells the peer to stop
+                # sending, where a close would keep receiving into the window
+                with contextlib.suppress(Exception):
+                    await s.reset()
+            else:
+                await stream.aclose()
 
     async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> Libp2pStream:
         pid = ID.from_base58(peer_id)

@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 import trio
+from libp2p.peer.id import ID
 
 from dscluster.errors import Unauthorized, Unavailable
 from dscluster.identity import Identity
 from dscluster.limits import ConnectionLimits
+from dscluster.net import libp2p as libp2p_module
+from dscluster.net.admission import Ticket
 from dscluster.net.base import ByteStream
 from dscluster.net.tls import ANONYMOUS
 from dscluster.net.transport import ClusterTransport, open_transport
@@ -189,6 +192,60 @@ async def test_a_libp2p_connection_that_authenticates_no_stream_is_closed():
         await trio.sleep(1)
         await s.send_all(b"still here\n")
         assert await read_line(s) == "still here"
+
+
+class _FakeConn:
+    peer_id = ID(b"fake")
+
+
+class _FakeStream:
+    """What the libp2p transport's stream handler needs of py-libp2p's stream."""
+
+    def __init__(self, conn: _FakeConn) -> None:
+        self.muxed_conn = conn
+        self.ended = ""
+
+    async def reset(self) -> None:
+        self.ended = "reset"
+
+    async def close(self) -> None:
+        self.ended = "closed"
+
+
+async def test_unauthenticated_libp2p_connections_may_open_only_a_few_streams(
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(libp2p_module, "PREAUTH_STREAMS", 3)
+    monkeypatch.setattr(libp2p_module, "PREAUTH_STREAMS_TOTAL", 5)
+    t = libp2p_module.Libp2pTransport(Identity.generate())
+    conns = [_FakeConn(), _FakeConn()]
+    for i, conn in enumerate(conns):  # as the accept path registers inbound connections
+        ticket = t.admission.admit_unauthenticated(f"10.0.0.{i}")
+        assert isinstance(ticket, Ticket)
+        t._inbound[id(conn)] = ticket
+    release = trio.Event()
+
+    async def waiting(stream: ByteStream) -> None:
+        await release.wait()
+
+    streams = [_FakeStream(c) for c in conns for _ in range(4)]
+    async with trio.open_nursery() as n:
+        for s in streams:
+            n.start_soon(t._serve_stream, waiting, s)
+        await trio.sleep(0.1)
+        # at most 3 of a connection's, and 5 in all, are served; the others were reset
+        served = [sum(not s.ended for s in streams if s.muxed_conn is c) for c in conns]
+        assert max(served) == 3 and sum(served) == 5
+        assert sorted(t._preauth_streams.values()) == [2, 3]
+        release.set()
+    # refused (never authenticated) streams are reset too, so yamux drops their buffers
+    assert all(s.ended == "reset" for s in streams) and t._preauth_streams == {}
+    # once a connection authenticated, its streams are not counted and close normally
+    assert t._inbound[id(conns[0])].promote("client")
+    more = [_FakeStream(conns[0]) for _ in range(5)]
+    async with trio.open_nursery() as n:
+        for s in more:
+            n.start_soon(t._serve_stream, waiting, s)
+    assert [s.ended for s in more] == ["closed"] * 5
 
 
 @pytest.mark.parametrize("kind", ["lane", "libp2p"])

@@ -141,7 +141,11 @@ def ipfs(endpoint: str, bucket: str, conf: Path | None, access_key: str | None,
         raise InvalidArgument("give --conf NODE_DIR, or both --access-key and --secret-key")
     region = region or "us-east-1"
     endpoint = endpoint.rstrip("/")
-    click.echo(f"# Create the bucket once:\n#   aws --endpoint-url {endpoint} s3 mb s3://{bucket}")
+    click.echo(f"# Create the bucket once. If the cluster already holds keys under /{bucket}\n"
+               f"# (dsclient add, or large S3 objects, write IPFS blocks there), first add\n"
+               f'#   "adopt_prefixes": ["{bucket}"] to the s3 section of the node\'s config.json\n'
+               f"# and restart it (doc/s3.md, Buckets):\n"
+               f"#   aws --endpoint-url {endpoint} s3 mb s3://{bucket}")
     click.echo("\n# Kubo (with the go-ds-s3 plugin): set Datastore.Spec in $IPFS_PATH/config to")
     click.echo(json.dumps(kubo_spec(endpoint, bucket, region, cred), indent=2))
     click.echo("\n# ...and, in a new repo, write this line to $IPFS_PATH/datastore_spec:")

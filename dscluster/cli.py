@@ -14,8 +14,8 @@ import trio
 
 from .cliutil import run_cli, setup_logging
 from .config import CONFIG_FILE, LOG_LEVELS, STORE_KINDS, StoreConfig, load_node_config
+from .daemon import run_node
 from .errors import ConfigError
-from .node.daemon import run_node
 from .provision import create_joining_node, token_from
 
 

@@ -1,4 +1,8 @@
-"""Running one data node: config -> identity, store, transport, server, membership.
+"""Running one data node, the composition root: config -> identity, store, transport,
+request server (node/), member caller and membership (cluster/), S3 gateway (s3/).
+
+It sits above every layer, so node/ keeps only the request server and no layer imports
+one above it.
 
 Everything runs in one nursery owned by ``run_node``; SIGINT/SIGTERM cancel it, and the
 store is closed (shielded) on the way out so that it is marked cleanly shut down.
@@ -13,23 +17,23 @@ from pathlib import Path
 
 import trio
 
-from ..auth import Token
-from ..client.datastore import ClusterDatastore
-from ..cluster.bootstrapper import Bootstrapper
-from ..cluster.caller import MemberCaller
-from ..cluster.membership import Membership
-from ..cluster.state import ClusterState
-from ..clustermap import JOINED, ClusterMap, Member
-from ..config import NodeConfig, resolve
-from ..errors import ConfigError
-from ..identity import Identity
-from ..limits import fd_budget, fd_share
-from ..logs import quiet_resource_errors
-from ..net.addrs import split_p2p_maddr
-from ..net.pool import ChannelPool
-from ..net.transport import open_transport
-from ..store import open_store
-from .server import NodeServer
+from .auth import Token
+from .client.datastore import ClusterDatastore
+from .cluster.bootstrapper import Bootstrapper
+from .cluster.caller import MemberCaller
+from .cluster.membership import Membership
+from .cluster.state import ClusterState
+from .clustermap import JOINED, ClusterMap, Member
+from .config import NodeConfig, resolve
+from .errors import ConfigError
+from .identity import Identity
+from .limits import fd_budget, fd_share
+from .logs import quiet_resource_errors
+from .net.addrs import split_p2p_maddr
+from .net.pool import ChannelPool
+from .net.transport import open_transport
+from .node.server import NodeServer
+from .store import open_store
 
 log = logging.getLogger("dscluster.node")
 JOIN_DEADLINE = 30.0
@@ -119,8 +123,8 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
 
 async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig) -> None:
     # imported here so a node without a gateway does not load the HTTP stack
-    from ..s3.server import serve_s3
-    from ..s3.settings import S3Settings
+    from .s3.server import serve_s3
+    from .s3.settings import S3Settings
 
     settings = S3Settings.from_dict(cfg.s3)
     # an object stored as one value must fit in one value of this cluster

@@ -14,6 +14,7 @@ import trio
 from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
 from dscluster.cliutil import run_cli, setup_logging
+from dscluster.clustermap import ClusterMap
 from dscluster.config import LOG_LEVELS
 from dscluster.keys import Key, slot_of
 from dscluster.provision import create_client, token_from
@@ -146,22 +147,28 @@ def ls(app: ClientApp, target: str, long_: bool, limit: int, offset: int) -> Non
 @click.pass_obj
 def status(app: ClientApp, as_json: bool) -> None:
     """Nodes, addresses, slot ranges, reachability, key counts and disk usage."""
-    async def go(ds: ClusterDatastore) -> tuple[int, list[dict[str, Any]]]:
-        return ds.state.epoch, await ds.status()
+    async def go(ds: ClusterDatastore) -> tuple[ClusterMap, list[dict[str, Any]]]:
+        rows = await ds.status()
+        return ds.state.map, rows
 
-    epoch, rows = app.run(go)
+    cmap, rows = app.run(go)
+    slots = cmap.slot_health({r["index"] for r in rows if r.get("reachable")})
     if as_json:
-        click.echo(json.dumps({"epoch": epoch, "nodes": rows}, indent=2))
+        click.echo(json.dumps({"epoch": cmap.epoch, "nodes": rows, "slots": slots}, indent=2))
     else:
-        click.echo(f"cluster map epoch {epoch}, {len(rows)} nodes")
+        click.echo(f"cluster map epoch {cmap.epoch}, {len(rows)} nodes")
         for r in rows:
             addr = r["addrs"][0] if r["addrs"] else "-"
             if r.get("reachable"):
                 health = f"up    keys={r['keys']} disk={_human(r['disk_usage'])}"
             else:
-                health = f"DOWN  {r.get('error', '')}"
+                seen = r["seen_down_by"]
+                by = f" (seen down by node {', '.join(map(str, seen))})" if seen else ""
+                health = f"DOWN{by}  {r.get('error', '')}"
             click.echo(f"node {r['index']}  {r['peer_id'] or '(not joined)'}  {addr}  "
                        f"slots {r['slots']}  {health}")
+        click.echo(f"slots: {slots['ok']} ok, {slots['under_replicated']} under-replicated, "
+                   f"{slots['unavailable']} unavailable")
     if not all(r.get("reachable") for r in rows):
         sys.exit(1)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -148,6 +149,17 @@ class ClusterMap:
     def owns(self, index: int, slot: int) -> bool:
         """Whether member ``index`` answers for ``slot``."""
         return self.owners[slot][0] == index
+
+    def slot_health(self, up: Collection[int]) -> dict[str, int]:
+        """How many slots have every owner up (ok), only some (under_replicated) or none
+        (unavailable), given the members that are up."""
+        counts = {"ok": 0, "under_replicated": 0, "unavailable": 0}
+        for owners in self.owners:
+            live = sum(o in up for o in owners)
+            state = ("ok" if live == len(owners) else
+                     "unavailable" if live == 0 else "under_replicated")
+            counts[state] += 1
+        return counts
 
     def serving_members(self) -> list[int]:
         """The members that answer for at least one slot, in index order."""

@@ -21,6 +21,7 @@ from .auth import Token
 from .client.datastore import ClusterDatastore
 from .cluster.bootstrapper import Bootstrapper
 from .cluster.caller import MemberCaller
+from .cluster.liveness import Liveness
 from .cluster.membership import Membership
 from .cluster.state import ClusterState
 from .clustermap import JOINED, ClusterMap, Member
@@ -96,14 +97,18 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                     state = ClusterState(await membership.join(JOIN_DEADLINE), map_path)
                     state.map.save(map_path)
 
+            liveness = Liveness()
             server = NodeServer(store=store, state=state, member_index=cfg.member_index,
                                 peer_id=peer_id, secret=token.key, limits=cfg.limits,
-                                disable_delete=cfg.disable_delete, on_join=on_join)
+                                disable_delete=cfg.disable_delete, on_join=on_join,
+                                liveness=liveness)
             transport.set_handler(server.handle_stream)
             caller = MemberCaller(pool, state, bootstrapper=boot_contact,
                                   request_timeout=cfg.timeouts.request,
-                                  local=(cfg.member_index, server.answer_local))
+                                  local=(cfg.member_index, server.answer_local),
+                                  liveness=liveness)
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(caller.watch)
                 if membership is not None:
                     # after a restart from the cache, announce ourselves again
                     nursery.start_soon(lambda: membership.follow(state, rejoin=True))

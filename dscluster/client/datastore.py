@@ -183,7 +183,8 @@ class ClusterDatastore:
 
     # -- status ---------------------------------------------------------------------------
     async def status(self) -> list[dict[str, Any]]:
-        """One row per member: address, slots, reachable or not, and its stats."""
+        """One row per member: address, slots, reachable or not, its stats, and which
+        reachable members see it down (``seen_down_by``)."""
         cmap = self.state.map
         rows: list[dict[str, Any]] = [
             {"index": m.index, "peer_id": m.peer_id, "addrs": list(m.addrs), "state": m.state,
@@ -207,6 +208,9 @@ class ClusterDatastore:
         async with open_nursery() as n:
             for row in rows:
                 n.start_soon(probe, row)
+        for row in rows:
+            row["seen_down_by"] = [r["index"] for r in rows if r.get("reachable")
+                                   and row["index"] in r.get("members", {}).get("down", ())]
         return rows
 
 

@@ -12,11 +12,13 @@ this class and the map's set functions, not in the datastore client.
 - A member that cannot be reached makes the caller refresh the map once (the node may
   have restarted, killing a pooled stream, or moved) and then fail with Unavailable
   naming the node and its slots. Every request is idempotent, so the retry is safe.
+- A member whose dial failed is marked down in the liveness view (liveness.py) and is
+  not dialed again for a moment: requests to it fail at once instead of each waiting
+  out a connect timeout. Nodes ping every member (``watch``) to keep the view current.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -28,10 +30,14 @@ from ..clustermap import JOINED, ClusterMap, Member
 from ..concurrency import open_nursery
 from ..errors import ClusterError, DSClusterError, Redirect, Unavailable, error_from_wire
 from ..net.pool import ChannelPool
+from .liveness import Liveness
 from .state import ClusterState
 
 log = logging.getLogger(__name__)
 MAX_REDIRECTS = 3
+# how often a node pings each other member, and how long it waits for the answer
+PING_INTERVAL = 1.0
+PING_TIMEOUT = 2.0
 LocalHandler = Callable[[wire.Message], Awaitable[wire.Message]]
 T = TypeVar("T")
 
@@ -45,11 +51,13 @@ class MemberCaller:
         bootstrapper: tuple[str, Sequence[str]] | None,
         request_timeout: float = 30.0,
         local: tuple[int, LocalHandler] | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.pool = pool
         self.state = state
         self.bootstrapper = bootstrapper
         self.request_timeout = request_timeout
+        self.liveness = liveness or Liveness()
         # inside a node: its member index and its server, to answer its own slots
         self._local_index, self._local = local if local is not None else (-1, None)
         self._refresh_lock = trio.Lock()
@@ -65,12 +73,20 @@ class MemberCaller:
                 return True  # someone else refreshed while we waited
             errors = []
             for peer, addrs in self._map_sources():
+                member = self.state.map.member_by_peer(peer)
+                down = member and self.liveness.refusal(member.index)
+                if down:  # not worth a connect timeout now
+                    errors.append(f"{peer}: {down}")
+                    continue
                 try:
                     with trio.fail_after(self.request_timeout):
                         async with self.pool.channel(peer, addrs) as chan:
                             ans = await chan.request(wire.GetMap(known_epoch=self.state.epoch))
                 except (DSClusterError, trio.TooSlowError) as e:
-                    errors.append(f"{peer}: {e or 'timed out'}")
+                    why = str(e) or "timed out"
+                    if member is not None and isinstance(e, Unavailable | trio.TooSlowError):
+                        self.liveness.unreachable(member.index, why)
+                    errors.append(f"{peer}: {why}")
                     continue
                 assert isinstance(ans, wire.MapData)
                 return ans.map is not None and self.state.offer(ClusterMap.from_dict(ans.map))
@@ -106,11 +122,22 @@ class MemberCaller:
                     await self.refresh_map()
                     continue
                 raise Unavailable(f"{self.describe(member)} has not joined the cluster yet")
+            local = member.index == self._local_index and self._local is not None
+            down = None if local else self.liveness.refusal(member.index)
+            if down is not None:
+                if not refreshed:
+                    refreshed = True
+                    if await self._newer_map():  # it may have moved
+                        continue
+                raise Unavailable(f"{self.describe(member)} is unavailable: {down}")
+            connected = False
             try:
                 with trio.fail_after(self.request_timeout):
-                    if member.index == self._local_index and self._local is not None:
+                    if local:
                         return await call(_LocalChannel(self._local))
                     async with self.pool.channel(member.peer_id, member.addrs) as chan:
+                        connected = True
+                        self.liveness.reachable(member.index)
                         return await call(chan)
             except Redirect as r:
                 log.debug("redirected: %s", r)
@@ -123,16 +150,27 @@ class MemberCaller:
                     ) from None
             except (Unavailable, trio.TooSlowError) as e:
                 await self.pool.forget(member.peer_id)
+                if not connected:
+                    # only a failed dial says the member is down: a pooled stream that
+                    # broke mid-request may just have died with a restart
+                    self.liveness.unreachable(member.index, str(e) or "no answer within "
+                                              f"{self.request_timeout:g}s")
                 if not refreshed:
                     # once: the node may have restarted (a pooled stream died with it) or
-                    # moved (a newer map knows where); all our requests are idempotent
+                    # moved (a newer map knows where); all our requests are idempotent.
+                    # A dial that failed is worth repeating only towards a newer map.
                     refreshed = True
-                    with contextlib.suppress(Unavailable):
-                        await self.refresh_map()
-                    continue
+                    if await self._newer_map() or connected:
+                        continue
                 why = str(e) or f"no answer within {self.request_timeout:g}s"
                 raise Unavailable(f"{self.describe(member)} is unavailable: {why}") from None
         raise ClusterError(f"too many redirects (map epoch {self.state.epoch})")
+
+    async def _newer_map(self) -> bool:
+        try:
+            return await self.refresh_map()
+        except Unavailable:
+            return False
 
     async def ask(self, index: int, msg: wire.Message, *,
                   follow_redirects: bool = True) -> wire.Message:
@@ -168,6 +206,33 @@ class MemberCaller:
             for i in members:
                 n.start_soon(one, i)
         return [answers[i] for i in members]
+
+    # -- liveness ---------------------------------------------------------------------------
+    async def watch(self, interval: float = PING_INTERVAL) -> None:
+        """Ping every other joined member each ``interval`` seconds: keeps the liveness
+        view current (a member comes back as soon as it answers) and adopts any newer
+        map a member holds, so maps spread without the bootstrapper."""
+        while True:
+            async with trio.open_nursery() as n:
+                for m in self.state.map.members:
+                    if m.index != self._local_index and m.state == JOINED and m.peer_id:
+                        n.start_soon(self._ping, m)
+            await trio.sleep(interval)
+
+    async def _ping(self, m: Member) -> None:
+        assert m.peer_id is not None
+        try:
+            with trio.fail_after(PING_TIMEOUT):
+                async with self.pool.channel(m.peer_id, m.addrs) as chan:
+                    ans = await chan.request(wire.GetMap(known_epoch=self.state.epoch))
+        except (DSClusterError, trio.TooSlowError) as e:
+            self.liveness.unreachable(m.index, str(e) or f"no answer to a ping within "
+                                      f"{PING_TIMEOUT:g}s")
+            await self.pool.forget(m.peer_id)
+            return
+        self.liveness.reachable(m.index)
+        if isinstance(ans, wire.MapData) and ans.map is not None:
+            self.state.offer(ClusterMap.from_dict(ans.map))
 
     async def aclose(self) -> None:
         await self.pool.aclose()

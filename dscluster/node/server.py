@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from .. import wire
+from ..cluster.liveness import Liveness
 from ..cluster.state import ClusterState
 from ..datastore import BatchOp
 from ..errors import (
@@ -100,6 +101,7 @@ class NodeServer:
         limits: Limits,
         disable_delete: bool = False,
         on_join: JoinHandler | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -110,6 +112,8 @@ class NodeServer:
         self.disable_delete = disable_delete
         self._key_locks = _KeyLocks()
         self.on_join = on_join
+        # this node's view of which members answer, reported in Stats
+        self.liveness = liveness or Liveness()
         self._handlers: dict[type[wire.Message], Callable[[Any, Caller], Awaitable[Any]]] = {
             wire.Get: self._get,
             wire.Has: self._has,
@@ -334,6 +338,7 @@ class NodeServer:
             "disk_usage": await self.store.disk_usage(),
             "slots": cmap.describe_ranges(self.index),
             "disable_delete": self.disable_delete,
+            "members": self.liveness.view(),
         })
 
     async def _get_map(self, m: wire.GetMap, caller: Caller) -> wire.Message:

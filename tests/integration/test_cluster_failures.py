@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -86,3 +87,23 @@ async def test_restarted_node_rejoins_and_clients_follow(fresh_cluster: Cluster)
     fresh_cluster.restart(0)
     async with open_cluster(fresh_cluster.client()) as ds:
         assert [await ds.get(k) for k in keys] == [k.encode() for k in keys]
+
+
+def test_status_shows_a_dead_node_as_the_cluster_sees_it(fresh_cluster: Cluster):
+    fresh_cluster.nodes[2].kill(signal.SIGKILL)
+    # the live nodes ping each other member every second
+    deadline = time.monotonic() + 20
+    while True:
+        r = fresh_cluster.dsclient("status", "--json")
+        status = json.loads(r.stdout)
+        dead = status["nodes"][2]
+        if sorted(dead["seen_down_by"]) == [0, 1] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert r.returncode == 1 and not dead["reachable"]
+    assert sorted(dead["seen_down_by"]) == [0, 1], dead
+    assert status["slots"] == {"ok": 10922, "under_replicated": 0, "unavailable": 5462}
+    assert all(n["members"]["down"] == [2] for n in status["nodes"][:2])
+    text = fresh_cluster.dsclient("status").stdout.decode()
+    assert "DOWN (seen down by node 0, 1)" in text, text
+    assert "slots: 10922 ok, 0 under-replicated, 5462 unavailable" in text, text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 
 import pytest
@@ -11,7 +12,8 @@ import trio
 
 from dscluster.client.connect import open_cluster
 from dscluster.errors import Unavailable
-from dscluster.localcluster import Cluster
+from dscluster.keys import Key, slot_of
+from dscluster.localcluster import Cluster, tool
 from dscluster.query import Query
 
 pytestmark = pytest.mark.timeout(180)
@@ -107,3 +109,24 @@ def test_status_shows_a_dead_node_as_the_cluster_sees_it(fresh_cluster: Cluster)
     text = fresh_cluster.dsclient("status").stdout.decode()
     assert "DOWN (seen down by node 0, 1)" in text, text
     assert "slots: 10922 ok, 0 under-replicated, 5462 unavailable" in text, text
+
+
+def test_a_client_joins_through_any_member_while_the_bootstrapper_is_dead(
+        fresh_cluster: Cluster):
+    c = fresh_cluster
+    key = next(f"/any/{i}" for i in range(100) if slot_of(Key(f"/any/{i}")) > 5460)
+    assert c.dsclient("put", key, input=b"alive").returncode == 0
+    c.nodes[0].kill(signal.SIGKILL)
+    node1 = json.loads((c.root / "srv02" / "clustermap.json").read_text())["nodes"][1]
+    p2p = next(a for a in node1["swarm"] if not a.endswith("/tls"))
+    init = subprocess.run(
+        [tool("dsclient"), f"--conf={c.root / 'late'}", "init",
+         f"--bootstrapper={p2p}/p2p/{node1['id']}", f"--token-file={c.client_token}"],
+        capture_output=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    late = c.root / "late"
+    got = c.dsclient("get-key", key, conf=late)
+    assert (got.returncode, got.stdout) == (0, b"alive"), got.stderr
+    status = json.loads(c.dsclient("status", "--json", conf=late).stdout)
+    assert [n["reachable"] for n in status["nodes"]] == [False, True, True]
+    assert status["slots"]["unavailable"] == 5461  # node 0's, without replicas

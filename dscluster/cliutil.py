@@ -37,7 +37,7 @@ class _Stderr(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             sys.stderr.write(self.format(record) + "\n")
-        except Exception:
+        except Exception:  # logging's contract: handleError reports it on stderr
             self.handleError(record)
 
 

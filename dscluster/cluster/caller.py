@@ -74,7 +74,7 @@ class MemberCaller:
             errors = []
             for peer, addrs in self._map_sources():
                 member = self.state.map.member_by_peer(peer)
-                down = member and self.liveness.refusal(member.index)
+                down = self.liveness.refusal(member.index) if member else None
                 if down:  # not worth a connect timeout now
                     errors.append(f"{peer}: {down}")
                     continue

@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from dscluster.cliutil import run_cli
+from dscluster.cluster.placement import check_replication, default_replication
 from dscluster.config import STORE_KINDS, StoreConfig
+from dscluster.errors import ConfigError
 from dscluster.provision import create_client, create_cluster, token_from
 from dscluster.s3.settings import new_credential
 
@@ -22,6 +24,8 @@ def main() -> None:
 @main.command()
 @click.option("--cluster-node-number", "-n", "node_count", type=click.IntRange(1, 16384),
               required=True, help="How many data nodes the cluster has.")
+@click.option("--replication-factor", "--replicas", "replication", type=int,
+              help="Copies of every key, each on another node (1 to N). Default: min(3, N).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="IP address the bootstrapper listens on and announces.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Default: a free port.")
@@ -29,17 +33,27 @@ def main() -> None:
               default="flatfs", show_default=True)
 @click.option("--mongodb", "mongodb_uri", help="MongoDB URI for --store mongo.")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
-def cluster(node_count: int, host: str, port: int | None, store: str,
-            mongodb_uri: str | None, directory: Path) -> None:
+@click.pass_context
+def cluster(ctx: click.Context, node_count: int, replication: int | None, host: str,
+            port: int | None, store: str, mongodb_uri: str | None, directory: Path) -> None:
     """Create a new cluster: the bootstrapper's DIRECTORY and the join tokens."""
+    if replication is None:
+        replication = default_replication(node_count)
+    try:
+        check_replication(node_count, replication)
+    except ConfigError as e:
+        # the valid range depends on -n, which click's IntRange cannot express
+        raise click.BadParameter(str(e), ctx, param_hint="'--replication-factor'") from None
     # one S3 credential, so the bootstrapper's gateway works as soon as it is switched on
     s3 = {"credentials": [new_credential().to_dict()]}
-    files = create_cluster(directory, node_count, host=host, port=port,
-                           store=StoreConfig(type=store, mongodb_uri=mongodb_uri), s3=s3)
+    files = create_cluster(directory, node_count, replication=replication, host=host,
+                           port=port, store=StoreConfig(type=store, mongodb_uri=mongodb_uri),
+                           s3=s3)
+    # stdout stays the bootstrapper's address alone: scripts read it
     click.echo(files.bootstrapper)
-    err = click.get_text_stream("stderr")
-    print(f"""
-A {node_count}-node cluster: {directory} is node 0 and the bootstrapper.
+    copies = "one copy" if replication == 1 else f"{replication} copies"
+    click.echo(f"""
+A {node_count}-node cluster, {copies} of every key: {directory} is node 0 and the bootstrapper.
 Tokens (keep them private; mode 0600):
   {files.node_token}      for data nodes that join
   {files.client_token}    for read-write clients
@@ -49,7 +63,7 @@ Start it:
   dscluster --conf=./srv02 --bootstrapper={files.bootstrapper} --identity=1 \\
             --token-file={files.node_token}
   dsclient --conf=./cli init --bootstrapper={files.bootstrapper} \\
-           --token-file={files.client_token}""", file=err)
+           --token-file={files.client_token}""", err=True)
 
 
 @main.command()

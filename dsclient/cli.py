@@ -1,22 +1,25 @@
-"""`dsclient`: the client CLI — raw keys, files, cluster status."""
+"""`dsclient`: the client CLI — raw keys, files, cluster status and repair."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import trio
+from tqdm import tqdm
 
 from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
+from dscluster.client.repair import disagreeing_slots, repair_slots, slot_health
 from dscluster.cliutil import run_cli, setup_logging
 from dscluster.clustermap import ClusterMap
 from dscluster.config import LOG_LEVELS
-from dscluster.keys import Key, slot_of
+from dscluster.keys import SLOT_COUNT, Key, slot_of, slot_ranges
 from dscluster.provision import create_client, token_from
 from dscluster.query import Query
 
@@ -146,15 +149,17 @@ def ls(app: ClientApp, target: str, long_: bool, limit: int, offset: int) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def status(app: ClientApp, as_json: bool) -> None:
-    """Nodes, addresses, slot ranges, reachability, key counts and disk usage."""
-    async def go(ds: ClusterDatastore) -> tuple[ClusterMap, list[dict[str, Any]]]:
+    """Nodes, addresses, slot ranges, reachability, key counts, disk usage and repair."""
+    async def go(ds: ClusterDatastore) -> tuple[ClusterMap, list[dict[str, Any]], set[int]]:
         rows = await ds.status()
-        return ds.state.map, rows
+        return ds.state.map, rows, await disagreeing_slots(ds.caller)
 
-    cmap, rows = app.run(go)
-    slots = cmap.slot_health({r["index"] for r in rows if r.get("reachable")})
+    cmap, rows, disagreeing = app.run(go)
+    slots = slot_health(cmap, {r["index"] for r in rows if r.get("reachable")}, disagreeing)
     if as_json:
-        click.echo(json.dumps({"epoch": cmap.epoch, "nodes": rows, "slots": slots}, indent=2))
+        click.echo(json.dumps({"epoch": cmap.epoch, "nodes": rows, "slots": slots,
+                               "disagreeing_slots": slot_ranges(sorted(disagreeing))},
+                              indent=2))
     else:
         click.echo(f"cluster map epoch {cmap.epoch}, {len(rows)} nodes")
         for r in rows:
@@ -167,9 +172,47 @@ def status(app: ClientApp, as_json: bool) -> None:
                 health = f"DOWN{by}  {r.get('error', '')}"
             click.echo(f"node {r['index']}  {r['peer_id'] or '(not joined)'}  {addr}  "
                        f"slots {r['slots']}  {health}")
-        click.echo(f"slots: {slots['ok']} ok, {slots['under_replicated']} under-replicated, "
-                   f"{slots['unavailable']} unavailable")
+            if r.get("repair"):
+                click.echo(f"  repair: {_repair_progress(r['repair'])}")
+        disagree = f" ({slots['disagreeing']} with owners that disagree)" \
+            if slots["disagreeing"] else ""
+        click.echo(f"slots: {slots['ok']} ok, {slots['under_replicated']} under-replicated"
+                   f"{disagree}, {slots['unavailable']} unavailable")
     if not all(r.get("reachable") for r in rows):
+        sys.exit(1)
+
+
+def _repair_progress(p: dict[str, Any]) -> str:
+    state = (f"running, {p['slots_done']}/{p['slots_total']} slots" if p["running"]
+             else "idle")
+    last = p["last_pass_finished"]
+    when = (f"last full pass {max(0, time.time() - last):.0f}s ago" if last is not None
+            else "no full pass yet")
+    return (f"{state}; {p['pulled']} keys ({_human(p['bytes'])}) pulled since start; "
+            f"{when}; {p['hints_pending']} hints pending")
+
+
+@main.command()
+@click.option("--slot", "slots", type=click.IntRange(0, SLOT_COUNT - 1), multiple=True,
+              help="Repair slot N only (repeatable; default: every slot).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar on stderr (default: when stderr is a terminal).")
+@click.pass_obj
+def repair(app: ClientApp, slots: tuple[int, ...], progress: bool | None) -> None:
+    """Make the owners of every slot compare their replicas now and copy what is newer.
+
+    Nodes do this on their own every 30 s and when a member comes back; this runs a
+    pass at once and waits for it. Exits 1 if a member could not be reached."""
+    wanted = sorted(set(slots)) if slots else list(range(SLOT_COUNT))
+    show = sys.stderr.isatty() if progress is None else progress
+    with tqdm(total=len(wanted), unit="slot", file=sys.stderr, dynamic_ncols=True,
+              disable=not show) as bar:
+        report = app.run(lambda ds: repair_slots(ds.caller, wanted, bar.update))
+    gone = report["unreachable"]
+    missed = f"; unreachable: {', '.join(f'node {i}' for i in gone)}" if gone else ""
+    click.echo(f"repaired {report['slots']} slots: {report['differing']} differed, "
+               f"{report['pulled']} keys ({_human(report['bytes'])}) copied{missed}")
+    if gone:
         sys.exit(1)
 
 

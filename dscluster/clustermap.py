@@ -1,10 +1,8 @@
 """The cluster map: one versioned value that says which node serves which slot.
 
 It holds an ``epoch`` (a monotonic integer), the member nodes (index, peer id,
-multiaddrs, state) and, for each of the 16384 slots, an ordered owner list of member
-indexes (first = primary, the rest = replicas). Replication factor 1 is what nodes do
-today, but the shape carries replicas already, so replication and resharding will change
-behaviour, not formats.
+multiaddrs, state), the replication factor R and, for each of the 16384 slots, an ordered
+owner list of R distinct member indexes (first = primary, the rest = replicas).
 
 A map is never edited in place: every change builds the next map with ``epoch + 1``
 (``ClusterMap.evolve``), so two maps with the same epoch are the same map.
@@ -12,13 +10,21 @@ A map is never edited in place: every change builds the next map with ``epoch + 
 On disk and on the wire the owner lists are run-length encoded as
 ``{"start": a, "end": b, "owners": [...]}`` with inclusive ends (as Redis Cluster prints
 slot ranges).
+
+The format is versioned. Version 2 always carries ``replication``, and every owner on a
+slot's list serves it. Version 1, what releases before replication wrote, may lack
+``replication`` (then 1) and had only primaries serve; every version 1 map a release
+wrote has one owner per slot, so it means the same in version 2. Older maps are upgraded
+as they are read (``_UPGRADES``) and written as version 2 the next time a map is saved.
+A map of a newer version is refused: its fields may mean what this code cannot honour,
+and guessing would misplace keys.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +34,7 @@ from .cluster.placement import check_replication, initial_owners
 from .errors import ClusterError, ConfigError
 from .keys import SLOT_COUNT, slot_of
 
-MAP_FORMAT_VERSION = 1
+MAP_FORMAT_VERSION = 2
 PENDING = "pending"  # no node has claimed this member yet
 JOINED = "joined"
 MEMBER_STATES = (PENDING, JOINED)
@@ -76,14 +82,19 @@ class ClusterMap:
         for i, m in enumerate(self.members):
             if m.index != i:
                 raise ClusterError("cluster map members must be numbered 0..n-1 in order")
-        for s, owners in enumerate(self.owners):
-            if not owners or any(not 0 <= o < n for o in owners) \
-                    or len(set(owners)) != len(owners):
-                raise ClusterError(f"slot {s} has an invalid owner list {owners}")
         try:
             check_replication(n, self.replication)
         except ConfigError as e:
             raise ClusterError(f"invalid cluster map: {e}") from None
+        for s, owners in enumerate(self.owners):
+            if not owners or any(not 0 <= o < n for o in owners) \
+                    or len(set(owners)) != len(owners):
+                raise ClusterError(f"slot {s} has an invalid owner list {owners}")
+            if len(owners) != self.replication:
+                # the quorums (placement.py) are sized from R: they are majorities only
+                # of exactly R owners
+                raise ClusterError(f"slot {s} has {len(owners)} owners {owners}; the map's "
+                                   f"replication factor is {self.replication}")
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -136,19 +147,23 @@ class ClusterMap:
         return ",".join(f"{a}-{b}" for a, b in r) if r else "no slots"
 
     # The named questions every caller asks instead of indexing owner lists itself, so
-    # that replication and slot moves change these answers, not their callers. Today a
-    # node serves only as primary: all three answer with the primary.
+    # that replication and slot moves change these answers, not their callers.
     def write_set(self, slot: int) -> tuple[int, ...]:
-        """The members a write to ``slot`` goes to."""
-        return self.owners[slot][:1]
+        """The members a write to ``slot`` goes to: every owner."""
+        return self.owners[slot]
 
     def read_set(self, slot: int) -> tuple[int, ...]:
-        """The members a read of ``slot`` may ask, in the order to ask them."""
-        return self.owners[slot][:1]
+        """The members a read of ``slot`` may ask, in the order to ask them (primary
+        first, so that reads of one slot land on one node while it is up)."""
+        return self.owners[slot]
 
     def owns(self, index: int, slot: int) -> bool:
-        """Whether member ``index`` answers for ``slot``."""
-        return self.owners[slot][0] == index
+        """Whether member ``index`` holds a replica of ``slot``."""
+        return index in self.owners[slot]
+
+    def slots_without(self, members: Collection[int]) -> list[int]:
+        """The slots none of ``members`` owns."""
+        return [s for s in range(SLOT_COUNT) if not any(o in members for o in self.owners[s])]
 
     def slot_health(self, up: Collection[int]) -> dict[str, int]:
         """How many slots have every owner up (ok), only some (under_replicated) or none
@@ -188,14 +203,11 @@ class ClusterMap:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClusterMap:
+        """A map of this format version or an older one (upgraded); ConfigError for a
+        newer one, ClusterError for anything else that is not a valid map."""
         if not isinstance(d, dict):
             raise ClusterError("cluster map must be an object")
-        version = d.get("version")
-        if version != MAP_FORMAT_VERSION:
-            raise ClusterError(
-                f"cluster map format version {version!r} is not supported "
-                f"(this dscluster reads version {MAP_FORMAT_VERSION})"
-            )
+        d = _upgraded(d)
         try:
             members = tuple(Member.from_dict(m) for m in d["nodes"])
             owners: list[tuple[int, ...]] = [()] * SLOT_COUNT
@@ -206,7 +218,7 @@ class ClusterMap:
                 ol = tuple(int(o) for o in run["owners"])
                 for s in range(start, end + 1):
                     owners[s] = ol
-            return cls(int(d["epoch"]), members, tuple(owners), int(d.get("replication", 1)))
+            return cls(int(d["epoch"]), members, tuple(owners), int(d["replication"]))
         except (KeyError, TypeError, ValueError) as e:
             raise ClusterError(f"invalid cluster map: {e!r}") from None
 
@@ -235,4 +247,30 @@ class ClusterMap:
             raise ConfigError(f"cluster map {path} does not exist") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"cluster map {path} is not valid JSON: {e}") from None
+        except (ClusterError, ConfigError) as e:
+            raise type(e)(f"{path}: {e}") from None
+
+
+def _v1_to_v2(d: dict[str, Any]) -> dict[str, Any]:
+    return {**d, "version": 2, "replication": d.get("replication", 1)}
+
+
+# each step turns a map of version v into one of version v + 1
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def _upgraded(d: dict[str, Any]) -> dict[str, Any]:
+    version = d.get("version")
+    # not isinstance: JSON true would pass for 1
+    if type(version) is not int or version < 1:
+        raise ClusterError(f"cluster map has no valid format version ({version!r})")
+    if version > MAP_FORMAT_VERSION:
+        raise ConfigError(
+            f"cluster map format version {version} is newer than this dscluster reads "
+            f"(1 to {MAP_FORMAT_VERSION}); upgrade dscluster on this machine"
+        )
+    while version < MAP_FORMAT_VERSION:
+        d = _UPGRADES[version](d)
+        version = d["version"]
+    return d
 

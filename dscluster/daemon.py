@@ -23,6 +23,8 @@ from .cluster.bootstrapper import Bootstrapper
 from .cluster.caller import MemberCaller
 from .cluster.liveness import Liveness
 from .cluster.membership import Membership
+from .cluster.repair import AntiEntropy
+from .cluster.replica import ReplicaStore
 from .cluster.state import ClusterState
 from .clustermap import JOINED, ClusterMap, Member
 from .config import NodeConfig, resolve
@@ -38,6 +40,7 @@ from .store import open_store
 
 log = logging.getLogger("dscluster.node")
 JOIN_DEADLINE = 30.0
+RECORDS_DIR = "records"
 
 
 async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
@@ -69,6 +72,16 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                        mongodb_uri=cfg.store.mongodb_uri,
                        mongodb_database=cfg.store.mongodb_database)
     try:
+        # versions and tombstones, beside the store whatever its kind (a memory store's
+        # records live and die with it)
+        replica = await ReplicaStore.open(
+            store, None if cfg.store.type == "memory" else resolve(conf_dir, RECORDS_DIR),
+            sync=cfg.store.sync)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await store.close()
+        raise
+    try:
         async with open_transport(ident, listen=cfg.swarm, lane=cfg.lane,
                                   connect_timeout=cfg.timeouts.connect,
                                   lane_connections=lane_caps,
@@ -98,7 +111,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                     state.map.save(map_path)
 
             liveness = Liveness()
-            server = NodeServer(store=store, state=state, member_index=cfg.member_index,
+            server = NodeServer(replica=replica, state=state, member_index=cfg.member_index,
                                 peer_id=peer_id, secret=token.key, limits=cfg.limits,
                                 disable_delete=cfg.disable_delete, on_join=on_join,
                                 liveness=liveness)
@@ -107,13 +120,17 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                                   request_timeout=cfg.timeouts.request,
                                   local=(cfg.member_index, server.answer_local),
                                   liveness=liveness)
+            server.anti_entropy = anti_entropy = AntiEntropy(replica, caller, cfg.member_index,
+                                                              limits=cfg.limits)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(caller.watch)
+                nursery.start_soon(anti_entropy.run)
                 if membership is not None:
                     # after a restart from the cache, announce ourselves again
                     nursery.start_soon(lambda: membership.follow(state, rejoin=True))
                 if cfg.s3 and cfg.s3.get("listen"):
-                    await _start_s3(nursery, ClusterDatastore(caller, limits=cfg.limits), cfg)
+                    await _start_s3(nursery, ClusterDatastore(caller, limits=cfg.limits,
+                                                              writer=peer_id), cfg)
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
                 log.info(
                     "node %d ready: %s/p2p/%s, slots %s, store %s, map epoch %d",
@@ -122,7 +139,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                 )
     finally:
         with trio.CancelScope(shield=True):
-            await store.close()
+            await replica.close()
         log.info("node %d stopped", cfg.member_index)
 
 

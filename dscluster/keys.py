@@ -11,6 +11,8 @@ the cluster's merged query order is plain string order, which for UTF-8 equals b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import xxhash
 
 from .errors import InvalidKey
@@ -119,3 +121,14 @@ def prefix_bound(prefix: str) -> str:
     """The string every strict descendant of `prefix` starts with ("" for the root)."""
     p = clean_path(prefix)
     return "" if p == "/" else p + "/"
+
+
+def slot_ranges(slots: Iterable[int]) -> list[list[int]]:
+    """Sorted slots as ``[first, end)`` ranges (how slot sets travel on the wire)."""
+    out: list[list[int]] = []
+    for s in slots:
+        if out and out[-1][1] == s:
+            out[-1][1] = s + 1
+        else:
+            out.append([s, s + 1])
+    return out

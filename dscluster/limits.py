@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .cluster.versions import MAX_WRITER_CHARS
 from .errors import ConfigError
 from .keys import MAX_KEY_BYTES, SLOT_COUNT
 
@@ -32,6 +33,9 @@ MAX_RESPONSE_TEXT_BYTES = 256 * 1024
 MAX_MAP_ENTRIES = 64
 # Besides the lists a message is made of: its own array, envelope fields, small lists.
 _SLACK = 16
+# A version on the wire: its hlc (a uint64: 9 bytes) and its writer (at most
+# MAX_WRITER_CHARS characters, UTF-8, after a str16 header).
+_VERSION_BYTES = 9 + 3 + 4 * MAX_WRITER_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +87,9 @@ class Limits:
     @property
     def max_frame_bytes(self) -> int:
         # A page or batch is cut once it holds page_bytes of values, so it can hold up to
-        # two values' worth, plus every key and per-entry msgpack overhead.
-        per_entry = self.max_key_bytes + 32
+        # two values' worth, plus every key, per-entry msgpack overhead and (a versioned
+        # write, a version page) the entry's version.
+        per_entry = self.max_key_bytes + 32 + _VERSION_BYTES
         return 2 * self.max_value_bytes + max(self.max_page_entries, self.max_batch_ops) * (
             per_entry
         ) + 64 * 1024
@@ -92,31 +97,40 @@ class Limits:
     # -- decoding bounds, one set for each direction (see FrameBounds) --------------------
     @property
     def request_bounds(self) -> FrameBounds:
-        """What a node decodes from an authenticated caller. A Batch of n ops makes
-        4 + 4n objects, a Query with n filters 9 + 5n. Keys get room for twice the limit
-        so that an over-long key is answered invalid_key rather than closing the stream."""
-        entries = max(self.max_batch_ops, self.max_page_entries) + _SLACK
+        """What a node decodes from an authenticated caller. Any list of a request may
+        hold ``entries``: a batch's operations (a few over the limit still decode, so
+        that the node answers too_large and the stream goes on), a query's filters, or
+        a set of slot ranges, which is as long as SLOT_COUNT ranges when the map is
+        fully fragmented (and a node takes up to SLOT_COUNT slots a request). Objects:
+        a WriteRecords or StoreHints of n ops makes 5 + 6n, a CheckBatch 4 + 4n, a
+        SlotDigests or Repair of s ranges 4 + 4s, a SlotQuery with f filters and s
+        ranges 11 + 5f + 4s: 9 per entry lets every list of every request be full. Keys
+        get room for twice the limit so that an over-long key is answered invalid_key
+        rather than closing the stream."""
+        entries = max(self.max_batch_ops, self.max_page_entries, SLOT_COUNT) + _SLACK
         return FrameBounds(
             max_frame=self.max_frame_bytes, max_str=2 * self.max_key_bytes + 4096,
             max_bin=self.max_value_bytes, max_array=entries, max_map=MAX_MAP_ENTRIES,
-            max_objects=5 * entries + _SLACK,
+            max_objects=9 * entries + _SLACK,
         )
 
     @property
     def response_bounds(self) -> FrameBounds:
         """What a client (or a node asking another) decodes from a node. A QueryPage of n
-        entries makes 5 + 5n objects; a cluster map with as many members as slots, each
-        with 16 addresses, and one run of k owners per slot makes 29 + k per slot, so 48
-        allows up to 19 owners. Values and keys are bounded by the frame and the stores'
-        own key limit, not by this node's limits: a store may hold values written under
-        a larger limit."""
+        entries makes 5 + 5n objects, a VersionPage 5 + 6n, a Written of n results
+        4 + 5n (n up to max_batch_ops); a cluster map with as many members as slots,
+        each with 16 addresses, and one run of k owners per slot makes 29 + k per slot,
+        so 48 allows up to 19 owners. Values and keys are bounded by the frame and the
+        stores' own key limit, not by this node's limits: a store may hold values
+        written under a larger limit."""
+        entries = max(self.max_page_entries, self.max_batch_ops) + _SLACK
         return FrameBounds(
             max_frame=self.max_frame_bytes,
             max_str=max(MAX_KEY_BYTES, MAX_RESPONSE_TEXT_BYTES),
             max_bin=self.max_frame_bytes,
-            max_array=max(self.max_page_entries, SLOT_COUNT) + _SLACK,
+            max_array=max(entries, SLOT_COUNT + _SLACK),
             max_map=MAX_MAP_ENTRIES,
-            max_objects=max(5 * (self.max_page_entries + _SLACK), 48 * SLOT_COUNT),
+            max_objects=max(6 * entries, 48 * SLOT_COUNT),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,9 @@ a fixture teardown), so no test leaves a process behind.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +20,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .config import load_node_config, resolve
+from .daemon import RECORDS_DIR
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 30.0
@@ -71,10 +76,14 @@ class NodeProc:
 
 class Cluster:
     def __init__(self, root: Path, nodes: int = 3, store: str = "flatfs",
-                 extra_cfg: Sequence[str] = (), node0_args: Sequence[str] = ()) -> None:
+                 extra_cfg: Sequence[str] = (), node0_args: Sequence[str] = (),
+                 replication: int = 1) -> None:
         self.root = root
         self.n = nodes
         self.store = store
+        # 1, not dscfg's min(3, N): the tests written before replication count on each
+        # key living on one node (stop its owner, it is gone); new tests ask for more
+        self.replication = replication
         self.extra_cfg = list(extra_cfg)
         self.node0_args = list(node0_args)  # e.g. --s3-listen for the bootstrapper
         self.nodes: list[NodeProc] = []
@@ -84,7 +93,8 @@ class Cluster:
         boot = self.root / "srv01"
         out = subprocess.run(
             [tool("dscfg"), "cluster", f"--cluster-node-number={self.n}",
-             f"--store={self.store}", *self.extra_cfg, str(boot)],
+             f"--replication-factor={self.replication}", f"--store={self.store}",
+             *self.extra_cfg, str(boot)],
             check=True, capture_output=True, text=True, timeout=60,
         )
         self.bootstrapper = out.stdout.strip()
@@ -115,6 +125,30 @@ class Cluster:
         before = node.ready_count()
         node.start([])
         node.wait_ready(before)
+
+    def kill9(self, index: int) -> None:
+        """A crash: no shutdown code runs, the store is left as it was mid-write."""
+        self.nodes[index].kill(signal.SIGKILL)
+
+    def wipe(self, index: int) -> None:
+        """Lose a stopped node's data (its store and its records), keeping its identity,
+        config and cached map: a disk replaced under the same node."""
+        node = self.nodes[index]
+        assert not node.alive, f"node {index} must be stopped before its data is wiped"
+        cfg = load_node_config(node.conf)
+        # a mongo store lives elsewhere and a memory store died with the process
+        lost = [resolve(node.conf, cfg.store.path)] if cfg.store.type == "flatfs" else []
+        for d in [*lost, node.conf / RECORDS_DIR]:
+            if d.exists():
+                shutil.rmtree(d)
+
+    def multiaddr(self, index: int) -> str:
+        """Node ``index``'s libp2p multiaddr with its peer id, as `--bootstrapper` takes
+        it, from the map the node itself saved."""
+        member = json.loads((self.nodes[index].conf / "clustermap.json").read_text())[
+            "nodes"][index]
+        swarm = next(a for a in member["swarm"] if not a.endswith("/tls"))
+        return f"{swarm}/p2p/{member['id']}"
 
     def client(self, name: str = "cli", token: Path | None = None) -> Path:
         d = self.root / name

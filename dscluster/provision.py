@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .auth import Token, new_secret
+from .cluster.placement import default_replication
 from .clustermap import JOINED, ClusterMap, Member
 from .config import (
     CONFIG_FILE,
@@ -61,11 +62,15 @@ def _lane_addr(swarm: str) -> str:
     return f"/{proto}/{host}/tcp/{free_tcp_port(host)}/tls"
 
 
-def create_cluster(d: Path, node_count: int, *, host: str = "127.0.0.1",
-                   port: int | None = None, store: StoreConfig | None = None,
-                   s3: dict | None = None) -> ClusterFiles:
-    """The bootstrapper's directory: its identity, the secret's tokens, the first map."""
-    cmap = ClusterMap.initial(node_count)
+def create_cluster(d: Path, node_count: int, *, replication: int | None = None,
+                   host: str = "127.0.0.1", port: int | None = None,
+                   store: StoreConfig | None = None, s3: dict | None = None) -> ClusterFiles:
+    """The bootstrapper's directory: its identity, the secret's tokens, the first map
+    (``replication`` copies of every slot; None: ``default_replication``)."""
+    if replication is None:
+        replication = default_replication(node_count)
+    # before anything is written: a refused factor leaves no half-made directory
+    cmap = ClusterMap.initial(node_count, replication)
     _fresh_dir(d)
     ident = Identity.generate()
     peer = ident.peer_id
@@ -78,7 +83,7 @@ def create_cluster(d: Path, node_count: int, *, host: str = "127.0.0.1",
                        ("readonly", files.readonly_token)):
         Token.for_role(secret, role).save(path)
     cmap = ClusterMap(cmap.epoch, (Member(0, peer, (swarm,), JOINED), *cmap.members[1:]),
-                      cmap.owners)
+                      cmap.owners, cmap.replication)
     cmap.save(d / "clustermap.json")
     save_node_config(d, NodeConfig(peer_id=peer, swarm=[swarm], lane=_lane_addr(swarm),
                                    bootstrap_node=True,

@@ -2,40 +2,47 @@
 
 Theory of operation:
 
-- Which members a request goes to, redirects, map refreshes and unreachable nodes are
-  the member caller's business (cluster/caller.py); this class only says what to ask
-  about which slot, and keeps go-datastore's semantics on top.
-- A query is pushed to every serving node (prefix, key order, keys-only, filters, a
-  seek position, and a page size that is enough for offset+limit); each node streams
-  its own keys in order, page by page; the client heap-merges the sorted streams and
-  applies offset and limit once, to the whole cluster.
+- Which members a request goes to, quorums, versions, redirects, map refreshes and
+  unreachable nodes are the cluster layer's business (cluster/quorum.py and
+  cluster/caller.py); this class says what to read or write and keeps go-datastore's
+  semantics on top.
+- A query gives each slot to one live owner and pushes to each member its slots
+  (prefix, key order, keys-only, filters, a seek position, and a page size that is
+  enough for offset+limit); each member streams those keys in order, page by page; the
+  client heap-merges the sorted streams and applies offset and limit once, to the
+  whole cluster. A member that fails mid-listing is replaced by its slots' next owners,
+  from the key where it stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .. import wire
-from ..cluster.caller import MAX_REDIRECTS, MemberCaller
+from ..cluster.caller import MemberCaller
+from ..cluster.quorum import LIVE, Found, ReplicaSet
 from ..cluster.state import ClusterState
 from ..clustermap import JOINED
 from ..concurrency import open_nursery
 from ..datastore import Batch, BatchOp
-from ..errors import DSClusterError, Redirect, TooLarge
-from ..keys import Key, slot_of
+from ..errors import DSClusterError, NotFound, TooLarge, Unavailable
+from ..keys import SLOT_COUNT, Key, slot_of, slot_ranges
 from ..limits import Limits
 from ..net.pool import ChannelPool
 from ..query import Entry, Query, anaive_query_apply, filter_to_wire, seek_after
 
 
 class ClusterDatastore:
-    def __init__(self, caller: MemberCaller, *, limits: Limits) -> None:
+    def __init__(self, caller: MemberCaller, *, limits: Limits,
+                 writer: str | None = None) -> None:
         self.caller = caller
         self.limits = limits
+        self.replicas = ReplicaSet(caller, limits, writer=writer)
 
     @property
     def state(self) -> ClusterState:
@@ -53,28 +60,32 @@ class ClusterDatastore:
         return await self.caller.refresh_map()
 
     # -- go-datastore operations ----------------------------------------------------------
+    async def _live(self, key: str, *, value: bool) -> Found:
+        found = await self.replicas.read(Key(key), value=value)
+        if found.state != LIVE:
+            raise NotFound(f"key not found: {key}")
+        return found
+
     async def get(self, key: str) -> bytes:
-        k = Key(key)
-        ans = await self.caller.read(slot_of(k), wire.Get(key=k))
-        return ans.value  # type: ignore[attr-defined,no-any-return]
+        found = await self._live(key, value=True)
+        assert found.value is not None
+        return found.value
 
     async def has(self, key: str) -> bool:
-        k = Key(key)
-        ans = await self.caller.read(slot_of(k), wire.Has(key=k))
-        return ans.value  # type: ignore[attr-defined,no-any-return]
+        try:
+            await self._live(key, value=False)
+        except NotFound:
+            return False
+        return True
 
     async def get_size(self, key: str) -> int:
-        k = Key(key)
-        ans = await self.caller.read(slot_of(k), wire.GetSize(key=k))
-        return ans.value  # type: ignore[attr-defined,no-any-return]
+        return (await self._live(key, value=False)).size
 
     async def put(self, key: str, value: bytes) -> None:
-        k = Key(key)
-        await self.caller.write(slot_of(k), wire.Put(key=k, value=self._value(value)))
+        await self.replicas.write([(Key(key), self._value(value))])
 
     async def delete(self, key: str) -> None:
-        k = Key(key)
-        await self.caller.write(slot_of(k), wire.Delete(key=k))
+        await self.replicas.write([(Key(key), None)])
 
     def batch(self) -> Batch:
         return Batch(self.apply)
@@ -87,74 +98,52 @@ class ClusterDatastore:
                            f"{self.limits.max_value_bytes}-byte limit")
         return bytes(value)
 
-    async def apply(self, ops: Sequence[BatchOp], *, _depth: int = 0) -> None:
-        """Send each node its share of the batch, in bounded requests, concurrently.
+    async def apply(self, ops: Sequence[BatchOp]) -> None:
+        """Write a batch: each owner gets its share in bounded requests, concurrently,
+        and applies each request atomically (quorum.py says when the batch is done).
 
-        Each request is checked and applied atomically by its node. A batch that takes
-        more than one request is first checked by every node involved (CheckBatch) and
-        applied only if all of them accept it, so a refused operation (a delete on a
-        disable_delete node, a value too large) changes nothing anywhere. It is still
-        not atomic across nodes: a node that fails, or a key written by someone else,
-        between check and apply leaves the batch partly applied. If the map moved under
-        a request, that request's operations are routed again with the new map; puts
-        and deletes are idempotent, so re-sending them is safe."""
-        per_member: dict[int, list[list[Any]]] = {}
+        A batch that takes more than one request is first checked by every node involved
+        (CheckBatch) and written only if all of them accept it, so a refused operation
+        (a delete on a disable_delete node, a value too large) changes nothing anywhere.
+        It is still not atomic across nodes: a node that fails, or a key written by
+        someone else, between check and write leaves the batch partly applied."""
+        latest: dict[str, bytes | None] = {}
         for op in ops:
-            value = None if op.value is None else self._value(op.value)
-            per_member.setdefault(self.caller.write_member(slot_of(op.key)), []).append(
-                [str(op.key), value])
-        requests = [(i, chunk) for i, member_ops in per_member.items()
-                    for chunk in self._chunks(member_ops)]
+            k = Key(op.key)
+            latest.pop(k, None)  # the last operation on a key wins
+            latest[k] = None if op.value is None else self._value(op.value)
+        per_member: dict[int, list[str]] = {}
+        cmap = self.state.map
+        for k in latest:
+            for i in cmap.write_set(slot_of(k)):
+                per_member.setdefault(i, []).append(k)
+        requests = [(i, chunk) for i, keys in per_member.items()
+                    for chunk in self.replicas.chunks(keys, latest)]
         if len(requests) > 1:
-            try:
-                await self._check_batch(requests)
-            except Redirect:
-                if _depth >= MAX_REDIRECTS:
-                    raise
-                await self.refresh_map()
-                await self.apply(ops, _depth=_depth + 1)
-                return
+            await self._check_batch(requests, latest)
+        await self.replicas.write(list(latest.items()))
 
-        async def send(i: int, chunk: list[list[Any]]) -> None:
-            try:
-                await self.caller.ask(i, wire.Batch(ops=chunk), follow_redirects=False)
-            except Redirect:
-                if _depth >= MAX_REDIRECTS:
-                    raise
-                await self.refresh_map()
-                await self.apply([BatchOp(k, v) for k, v in chunk], _depth=_depth + 1)
-
-        async with open_nursery() as n:
-            for i, chunk in requests:
-                n.start_soon(send, i, chunk)
-
-    async def _check_batch(self, requests: list[tuple[int, list[list[Any]]]]) -> None:
-        """Every request checked by its member, concurrently; the first refusal raises."""
-        async def check(i: int, chunk: list[list[Any]]) -> None:
-            await self.caller.ask(i, wire.CheckBatch(ops=chunk), follow_redirects=False)
+    async def _check_batch(self, requests: list[tuple[int, list[str]]],
+                           values: dict[str, bytes | None]) -> None:
+        """Every request checked by its member, concurrently; the first refusal raises.
+        A member that is down checks nothing: the write decides whether enough owners
+        are left."""
+        async def check(i: int, chunk: list[str]) -> None:
+            with contextlib.suppress(Unavailable):
+                await self.caller.ask(i, wire.CheckBatch(ops=[[k, values[k]] for k in chunk]))
 
         async with open_nursery() as n:
             for i, chunk in requests:
                 n.start_soon(check, i, chunk)
 
-    def _chunks(self, ops: list[list[Any]]) -> list[list[list[Any]]]:
-        chunks: list[list[list[Any]]] = [[]]
-        size = 0
-        for op in ops:
-            n = len(op[0]) + (len(op[1]) if op[1] is not None else 0)
-            if chunks[-1] and (len(chunks[-1]) >= self.limits.max_batch_ops
-                               or size + n > self.limits.page_bytes):
-                chunks.append([])
-                size = 0
-            chunks[-1].append(op)
-            size += n
-        return [c for c in chunks if c]
-
     async def sync(self, prefix: str = "/") -> None:
-        await self.caller.each_serving_member(wire.Sync(prefix=Key(prefix)))
+        # acknowledged writes are durable on their quorum already; a member that is down
+        # has nothing of ours to flush
+        await self.caller.each_serving_member(wire.Sync(prefix=Key(prefix)), skip_down=True)
 
     async def disk_usage(self) -> int:
-        answers = await self.caller.each_serving_member(wire.DiskUsage())
+        """Bytes stored on the members that answer (every replica counted)."""
+        answers = await self.caller.each_serving_member(wire.DiskUsage(), skip_down=True)
         return sum(a.value for a in answers)  # type: ignore[attr-defined]
 
     async def close(self) -> None:
@@ -175,9 +164,8 @@ class ClusterDatastore:
             filters=[filter_to_wire(f) for f in q.filters],
         )
         start = seek_after(q, reverse) if order is not None else None
-        cursors = [_NodeCursor(self.caller, i, req, start)
-                   for i in self.state.map.serving_members()]
-        async with contextlib.aclosing(_merge(cursors, reverse)) as merged:
+        merged = _merge(_SlotCursors(self.caller, req), start, reverse)
+        async with contextlib.aclosing(merged):
             async for e in anaive_query_apply(q, merged, presorted=order is not None):
                 yield e
 
@@ -214,50 +202,95 @@ class ClusterDatastore:
         return rows
 
 
-class _NodeCursor:
-    """One node's ordered result stream, fetched a page at a time."""
+class _SlotCursors:
+    """Which member lists which slots: one live owner per slot, so that a replicated key
+    is listed once; a member that fails mid-listing hands its slots, from where it
+    stopped, to their next owners."""
 
-    def __init__(self, caller: MemberCaller, index: int, req: dict[str, Any],
-                 start_after: str | None) -> None:
+    def __init__(self, caller: MemberCaller, req: dict[str, Any]) -> None:
         self.caller = caller
-        self.index = index
         self.req = req
+        self.failed: dict[int, str] = {}
+
+    def assign(self, slots: Sequence[int]) -> dict[int, list[int]]:
+        cmap, refused = self.caller.state.map, self.caller.liveness.refusal
+        out: dict[int, list[int]] = {}
+        for s in slots:
+            owners = [o for o in cmap.read_set(s) if o not in self.failed]
+            if not owners:
+                raise Unavailable(f"listing slot {s}: every owner failed: "
+                                  + "; ".join(self.failed.values()))
+            up = [o for o in owners if refused(o) is None]
+            out.setdefault((up or owners)[0], []).append(s)
+        return out
+
+    def cursors(self, slots: Sequence[int], after: str | None) -> list[_NodeCursor]:
+        return [_NodeCursor(self, i, member_slots, after)
+                for i, member_slots in sorted(self.assign(slots).items())]
+
+
+class _NodeCursor:
+    """One member's ordered result stream over its assigned slots, a page at a time."""
+
+    def __init__(self, owner: _SlotCursors, index: int, slots: list[int],
+                 start_after: str | None) -> None:
+        self.owner = owner
+        self.index = index
+        self.slots = slots
+        self.ranges = slot_ranges(slots)
         self.after = start_after
         self.buf: deque[Entry] = deque()
         self.done = False
 
-    async def fill(self) -> None:
+    async def fill(self) -> list[_NodeCursor]:
+        """Fetch pages until one has entries or the stream ends; if the member fails,
+        the cursors that replace this one (started where it stopped), else []."""
         while not self.buf and not self.done:
-            ans = await self.caller.ask(self.index,
-                                       wire.Query(start_after=self.after, **self.req))
+            msg = wire.SlotQuery(start_after=self.after, slots=self.ranges, **self.owner.req)
+            try:
+                ans = await self.owner.caller.try_member(self.index, msg)
+            except Unavailable as e:
+                self.owner.failed[self.index] = str(e)
+                return self.owner.cursors(self.slots, self.after)
             assert isinstance(ans, wire.QueryPage)
             self.buf.extend(Entry(Key.from_clean(k), v, s) for k, v, s in ans.entries)
             self.after = ans.cursor
             self.done = ans.cursor is None
+        return []
 
 
-async def _merge(cursors: list[_NodeCursor], reverse: bool) -> AsyncIterator[Entry]:
-    """Heap-merge the nodes' sorted streams into one sorted stream."""
-    async with open_nursery() as n:
-        for c in cursors:
-            n.start_soon(c.fill)  # first pages in parallel
-    heap: list[tuple[Any, int]] = []
+async def _merge(plan: _SlotCursors, start: str | None,
+                 reverse: bool) -> AsyncIterator[Entry]:
+    """Heap-merge the members' sorted streams into one sorted stream."""
+    heap: list[tuple[Any, int, _NodeCursor]] = []
+    pushed = itertools.count()  # ties between equal keys: cursors do not compare
 
-    def push(i: int) -> None:
-        c = cursors[i]
-        if c.buf:
-            k = c.buf[0].key
-            heapq.heappush(heap, (_Desc(k) if reverse else k, i))
+    def push(c: _NodeCursor) -> None:
+        k = c.buf[0].key
+        heapq.heappush(heap, (_Desc(k) if reverse else k, next(pushed), c))
 
-    for i in range(len(cursors)):
-        push(i)
+    async def one(c: _NodeCursor, replacements: list[_NodeCursor]) -> None:
+        replacements.extend(await c.fill())
+
+    async def fill(cursors: list[_NodeCursor]) -> None:
+        while cursors:
+            replacements: list[_NodeCursor] = []
+            async with open_nursery() as n:
+                for c in cursors:
+                    n.start_soon(one, c, replacements)  # pages in parallel
+            for c in cursors:
+                if c.buf:
+                    push(c)
+            cursors = replacements
+
+    await fill(plan.cursors(range(SLOT_COUNT), start))
     while heap:
-        _, i = heapq.heappop(heap)
-        c = cursors[i]
+        _, _, c = heapq.heappop(heap)
         yield c.buf.popleft()
-        if not c.buf:
-            await c.fill()
-        push(i)
+        if c.buf:
+            push(c)
+        else:
+            await fill([c])
 
 
 class _Desc:

@@ -110,7 +110,7 @@ class MemberCaller:
     # -- one member -----------------------------------------------------------------------
     async def on_member(self, pick: Callable[[ClusterMap], Member],
                         call: Callable[[Any], Awaitable[T]], *,
-                        follow_redirects: bool = True) -> T:
+                        follow_redirects: bool = True, timeout: float | None = None) -> T:
         """Run ``call(channel)`` on the member ``pick`` chooses, following redirects and
         refreshing the map once when the member is unknown or unreachable."""
         refreshed = False
@@ -132,7 +132,7 @@ class MemberCaller:
                 raise Unavailable(f"{self.describe(member)} is unavailable: {down}")
             connected = False
             try:
-                with trio.fail_after(self.request_timeout):
+                with trio.fail_after(timeout or self.request_timeout):
                     if local:
                         return await call(_LocalChannel(self._local))
                     async with self.pool.channel(member.peer_id, member.addrs) as chan:
@@ -172,40 +172,73 @@ class MemberCaller:
         except Unavailable:
             return False
 
-    async def ask(self, index: int, msg: wire.Message, *,
-                  follow_redirects: bool = True) -> wire.Message:
-        """``msg`` to member ``index``."""
+    async def ask(self, index: int, msg: wire.Message, *, follow_redirects: bool = True,
+                  timeout: float | None = None) -> wire.Message:
+        """``msg`` to member ``index``; ``timeout`` instead of the request timeout for a
+        request that takes long by design (a repair pass; math.inf: no limit)."""
         return await self.on_member(lambda m: m.members[index],
                                     lambda chan: chan.request(msg),
-                                    follow_redirects=follow_redirects)
+                                    follow_redirects=follow_redirects, timeout=timeout)
 
-    # -- slots and sets ---------------------------------------------------------------------
-    async def read(self, slot: int, msg: wire.Message) -> wire.Message:
-        """A read of ``slot``: asks its read set (today: the primary)."""
-        return await self.on_member(lambda m: m.members[m.read_set(slot)[0]],
-                                    lambda chan: chan.request(msg))
+    async def try_member(self, index: int, msg: wire.Message, *,
+                         dial_down: bool = False) -> wire.Message:
+        """``msg`` to member ``index``, once: no redirects followed and no map refresh, for
+        the quorum calls (quorum.py), where an owner that is down is an answer, not a
+        reason to stall. A member marked down fails at once unless ``dial_down`` (a
+        quorum that needs it); a pooled stream that broke mid-request (the member
+        restarted) is retried once on a fresh one."""
+        for attempt in (1, 2):
+            member = self.state.map.members[index]
+            if member.state != JOINED or not member.peer_id:
+                raise Unavailable(f"{self.describe(member)} has not joined the cluster yet")
+            if index == self._local_index and self._local is not None:
+                return await _LocalChannel(self._local).request(msg)
+            down = None if dial_down else self.liveness.refusal(index)
+            if down is not None:
+                raise Unavailable(f"{member.describe()} is unavailable: {down}")
+            connected = False
+            try:
+                with trio.fail_after(self.request_timeout):
+                    async with self.pool.channel(member.peer_id, member.addrs) as chan:
+                        connected = True
+                        self.liveness.reachable(index)
+                        return await chan.request(msg)
+            except (Unavailable, trio.TooSlowError) as e:
+                await self.pool.forget(member.peer_id)
+                why = str(e) or f"no answer within {self.request_timeout:g}s"
+                if not connected:
+                    self.liveness.unreachable(index, why)
+                if connected and attempt == 1:
+                    continue
+                raise Unavailable(f"{member.describe()} is unavailable: {why}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def write(self, slot: int, msg: wire.Message) -> wire.Message:
-        """A write to ``slot``: goes to its write set (today: the primary)."""
-        return await self.on_member(lambda m: m.members[m.write_set(slot)[0]],
-                                    lambda chan: chan.request(msg))
-
-    def write_member(self, slot: int) -> int:
-        """The member a batch part for ``slot`` is sent to (today: the primary)."""
-        return self.state.map.write_set(slot)[0]
-
-    async def each_serving_member(self, msg: wire.Message) -> list[wire.Message]:
-        """Send ``msg`` to every node that serves slots; all answers, in member order."""
+    async def each_serving_member(self, msg: wire.Message, *,
+                                  skip_down: bool = False) -> list[wire.Message]:
+        """Send ``msg`` to every node that serves slots; the answers in member order.
+        With ``skip_down`` members that cannot be reached are left out (their replicas
+        answer for them) as long as every slot keeps a member that answered."""
         members = self.state.map.serving_members()
         answers: dict[int, wire.Message] = {}
+        failed: dict[int, str] = {}
 
         async def one(i: int) -> None:
-            answers[i] = await self.ask(i, msg)
+            try:
+                answers[i] = await self.ask(i, msg)
+            except Unavailable as e:
+                if not skip_down:
+                    raise
+                failed[i] = str(e)
 
         async with open_nursery() as n:
             for i in members:
                 n.start_soon(one, i)
-        return [answers[i] for i in members]
+        if failed:
+            lost = self.state.map.slots_without(set(answers))
+            if lost:
+                raise Unavailable(f"{len(lost)} slots have no owner that answered "
+                                  f"(first: slot {lost[0]}): " + "; ".join(failed.values()))
+        return [answers[i] for i in members if i in answers]
 
     # -- liveness ---------------------------------------------------------------------------
     async def watch(self, interval: float = PING_INTERVAL) -> None:

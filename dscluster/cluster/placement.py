@@ -52,3 +52,23 @@ def initial_owners(node_count: int, replication: int = 1) -> Owners:
             replicas = [ring[(c + t) % len(ring)] for t in range(replication - 1)]
             owners.append((p, *replicas))
     return tuple(owners)
+
+
+def owner_quorum(replication: int) -> int:
+    """Owners that must apply a write before it is acknowledged: ⌈R/2⌉."""
+    return (replication + 1) // 2
+
+
+def durable_quorum(replication: int) -> int:
+    """Nodes that must hold a write durably (owners, or hint holders for owners that are
+    down) before it is acknowledged: ⌊R/2⌋+1, a majority. With an odd R the owners
+    alone make it; with R=2 one owner and a hint elsewhere do, so one node down does
+    not stop writes and every acknowledged write still lives on two nodes."""
+    return replication // 2 + 1
+
+
+def read_quorum(replication: int) -> int:
+    """Owners a read of a mutable key asks: ⌊R/2⌋+1, so that it meets every set of
+    ⌈R/2⌉ owners a write reached. While fewer are up it makes do with ⌈R/2⌉ (so R=2
+    reads on with one owner down; doc/architecture.md says what that costs)."""
+    return replication // 2 + 1

@@ -55,10 +55,11 @@ async def server_handshake(
         return None
     if not isinstance(hello, wire.Hello):
         raise RemoteProtocolError("a stream must start with Hello")
-    if hello.version != wire.PROTOCOL_VERSION:
+    if not wire.MIN_PROTOCOL_VERSION <= hello.version <= wire.PROTOCOL_VERSION:
+        # a range, so that a rolling upgrade can keep the version before for a while
         raise RemoteProtocolError(
-            f"protocol version {hello.version} is not supported "
-            f"(this node speaks {wire.PROTOCOL_VERSION})"
+            f"protocol version {hello.version} is not supported (this node speaks "
+            f"{wire.MIN_PROTOCOL_VERSION}..{wire.PROTOCOL_VERSION})"
         )
     if hello.role not in ROLES:
         raise Unauthorized(f"unknown role {hello.role!r}")

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .. import wire
 from ..cluster.liveness import Liveness
+from ..cluster.replica import KeyLocks, ReplicaStore, VersionedOp
 from ..cluster.state import ClusterState
-from ..datastore import BatchOp
+from ..cluster.versions import MAX_AHEAD_MS, MAX_WRITER_CHARS, ZERO, HybridClock, Version
 from ..errors import (
     DSClusterError,
     Forbidden,
@@ -35,7 +36,7 @@ from ..errors import (
     TooLarge,
     Unavailable,
 )
-from ..keys import clean_path, slot_of
+from ..keys import SLOT_COUNT, clean_path, slot_of
 from ..limits import PREAUTH_TIMEOUT, Limits
 from ..logs import RateLimitedLog
 from ..net.base import ByteStream
@@ -43,7 +44,9 @@ from ..net.channel import MessageChannel, error_message
 from ..net.handshake import server_handshake
 from ..net.tls import ANONYMOUS
 from ..query import Entry, filter_from_wire
-from ..store.base import Store
+
+if TYPE_CHECKING:
+    from ..cluster.repair import AntiEntropy
 
 log = logging.getLogger(__name__)
 # refused peers are an attacker's to multiply: one line per kind per 10 s
@@ -54,31 +57,12 @@ HANDSHAKE_TIMEOUT = PREAUTH_TIMEOUT
 IDLE_TIMEOUT = 300.0
 # refused to read-only callers; Sync too: it makes the node flush others' writes, and
 # a reader has none of its own to make durable
-WRITES = (wire.Put, wire.Delete, wire.Batch, wire.CheckBatch, wire.Sync)
+WRITES = (wire.WriteRecords, wire.StoreHints, wire.CheckBatch, wire.Sync, wire.Repair)
+# hints one node keeps for members that are down, at most; past it a write finds
+# another holder or counts one copy less, and anti-entropy still repairs the owner
+MAX_HINTS = 200_000
 
 JoinHandler = Callable[[str, wire.Join], Awaitable[dict[str, Any]]]
-
-
-class _KeyLocks:
-    """Exclusive holds on sets of keys, so that a write-once check and the write it
-    allowed cannot interleave with another write of the same key."""
-
-    def __init__(self) -> None:
-        self._held: set[str] = set()
-        self._released = trio.Event()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, keys: Collection[str]) -> AsyncIterator[None]:
-        # all the keys at once or none, so two batches never wait for each other
-        while not self._held.isdisjoint(keys):
-            await self._released.wait()
-        self._held.update(keys)
-        try:
-            yield
-        finally:
-            self._held.difference_update(keys)
-            self._released.set()
-            self._released = trio.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +77,7 @@ class NodeServer:
     def __init__(
         self,
         *,
-        store: Store,
+        replica: ReplicaStore,
         state: ClusterState,
         member_index: int,
         peer_id: str,
@@ -103,26 +87,31 @@ class NodeServer:
         on_join: JoinHandler | None = None,
         liveness: Liveness | None = None,
     ) -> None:
-        self.store = store
+        self.replica = replica
+        self.store = replica.store
+        # stamps nothing itself: it tells how far ahead of this node a writer's clock is
+        self.clock = HybridClock(peer_id)
+        # set by the daemon once the node's anti-entropy exists (it needs the caller)
+        self.anti_entropy: AntiEntropy | None = None
         self.state = state
         self.index = member_index
         self.peer_id = peer_id
         self.secret = secret
         self.limits = limits
         self.disable_delete = disable_delete
-        self._key_locks = _KeyLocks()
+        self._key_locks = KeyLocks()
         self.on_join = on_join
         # this node's view of which members answer, reported in Stats
         self.liveness = liveness or Liveness()
         self._handlers: dict[type[wire.Message], Callable[[Any, Caller], Awaitable[Any]]] = {
-            wire.Get: self._get,
-            wire.Has: self._has,
-            wire.GetSize: self._get_size,
-            wire.Put: self._put,
-            wire.Delete: self._delete,
-            wire.Batch: self._batch,
+            wire.ReadRecord: self._read_record,
+            wire.WriteRecords: self._write_records,
+            wire.StoreHints: self._store_hints,
             wire.CheckBatch: self._check_batch,
-            wire.Query: self._query,
+            wire.SlotDigests: self._slot_digests,
+            wire.SlotVersions: self._slot_versions,
+            wire.SlotQuery: self._slot_query,
+            wire.Repair: self._repair,
             wire.Sync: self._sync,
             wire.DiskUsage: self._disk_usage,
             wire.Stats: self._stats,
@@ -199,11 +188,12 @@ class NodeServer:
 
     # -- validation ---------------------------------------------------------------------
     def _key(self, key: str) -> str:
-        if len(key.encode()) > self.limits.max_key_bytes:
-            raise InvalidKey(f"key is longer than {self.limits.max_key_bytes} bytes")
-        if not key.startswith("/") or clean_path(key) != key:
-            raise InvalidKey(f"key {key!r} is not a clean datastore key")
-        slot = slot_of(key)
+        """A key this node holds a replica of."""
+        key = self._clean_key(key)
+        self._own(slot_of(key))
+        return key
+
+    def _own(self, slot: int) -> None:
         cmap = self.state.map
         if not cmap.owns(self.index, slot):
             owner = cmap.owners_of_slot(slot)[0]
@@ -211,7 +201,26 @@ class NodeServer:
                 f"slot {slot} is served by {owner.describe()}",
                 slot=slot, epoch=cmap.epoch, owner=owner.peer_id,
             )
+
+    def _clean_key(self, key: str) -> str:
+        if len(key.encode()) > self.limits.max_key_bytes:
+            raise InvalidKey(f"key is longer than {self.limits.max_key_bytes} bytes")
+        if not key.startswith("/") or clean_path(key) != key:
+            raise InvalidKey(f"key {key!r} is not a clean datastore key")
         return key
+
+    def _slots(self, ranges: list[Any]) -> list[int]:
+        """``[[first, end), ...]`` from a peer, bounded before anything is built."""
+        slots: list[int] = []
+        for r in ranges:
+            if not (isinstance(r, list) and len(r) == 2 and all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in r)
+                    and 0 <= r[0] < r[1] <= SLOT_COUNT):
+                raise InvalidArgument(f"slot ranges must be [first, end) within 0..{SLOT_COUNT}")
+            if len(slots) + r[1] - r[0] > SLOT_COUNT:
+                raise InvalidArgument(f"at most {SLOT_COUNT} slots per request")
+            slots.extend(range(r[0], r[1]))
+        return slots
 
     def _value(self, value: bytes) -> bytes:
         if len(value) > self.limits.max_value_bytes:
@@ -226,55 +235,75 @@ class NodeServer:
             raise Forbidden("deletes are disabled on this node")
 
     # -- handlers -----------------------------------------------------------------------
-    async def _get(self, m: wire.Get, caller: Caller) -> wire.Message:
-        return wire.Value(value=await self.store.get(self._key(m.key)))
+    async def _read_record(self, m: wire.ReadRecord, caller: Caller) -> wire.Message:
+        held = await self.replica.read(self._key(m.key), value=m.value)
+        return wire.Record(hlc=held.version.hlc, writer=held.version.writer,
+                           state=held.state, size=held.size, value=held.value)
 
-    async def _has(self, m: wire.Has, caller: Caller) -> wire.Message:
-        return wire.Bool(value=await self.store.has(self._key(m.key)))
-
-    async def _get_size(self, m: wire.GetSize, caller: Caller) -> wire.Message:
-        return wire.Size(value=await self.store.get_size(self._key(m.key)))
-
-    async def _put(self, m: wire.Put, caller: Caller) -> wire.Message:
-        key, value = self._key(m.key), self._value(m.value)
-        async with self._writing([key]):
-            await self._refuse_overwrites([BatchOp(key, value)])
-            await self.store.put(key, value)
-        return wire.Ok()
-
-    async def _delete(self, m: wire.Delete, caller: Caller) -> wire.Message:
-        self._no_delete()
-        await self.store.delete(self._key(m.key))
-        return wire.Ok()
-
-    async def _batch(self, m: wire.Batch, caller: Caller) -> wire.Message:
-        ops = self._batch_ops(m.ops)
+    async def _write_records(self, m: wire.WriteRecords, caller: Caller) -> wire.Message:
+        ops = self._versioned_ops(m.ops, owned=True, new=not m.repair)
         async with self._writing([op.key for op in ops]):
             await self._refuse_overwrites(ops)  # before anything is written
-            await self.store.apply(ops)
+            results = await self.replica.write(ops)
+        return wire.Written(results=[[ok, v.hlc, v.writer] for ok, v in results])
+
+    async def _store_hints(self, m: wire.StoreHints, caller: Caller) -> wire.Message:
+        if not 0 <= m.target < len(self.state.map.members) or m.target == self.index:
+            raise InvalidArgument(f"no other member {m.target} to keep hints for")
+        ops = self._versioned_ops(m.ops, owned=False, new=False)
+        if self.replica.hint_count() + len(ops) > MAX_HINTS:
+            raise Unavailable(f"node {self.index} already keeps {MAX_HINTS} hints")
+        await self.replica.add_hints(m.target, ops)
         return wire.Ok()
 
     async def _check_batch(self, m: wire.CheckBatch, caller: Caller) -> wire.Message:
-        await self._refuse_overwrites(self._batch_ops(m.ops))
-        return wire.Ok()
-
-    def _batch_ops(self, raw_ops: list[Any]) -> list[BatchOp]:
-        if len(raw_ops) > self.limits.max_batch_ops:
-            raise TooLarge(f"batch of {len(raw_ops)} operations exceeds the limit of "
+        if len(m.ops) > self.limits.max_batch_ops:
+            raise TooLarge(f"batch of {len(m.ops)} operations exceeds the limit of "
                            f"{self.limits.max_batch_ops}")
-        ops: dict[str, BatchOp] = {}
-        for raw in raw_ops:
+        ops = []
+        for raw in m.ops:
             if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str)
                     and (raw[1] is None or isinstance(raw[1], bytes))):
                 raise InvalidArgument("batch operations must be [key, value or nil]")
-            key = self._key(raw[0])
-            if raw[1] is None:
-                self._no_delete()
-            else:
-                self._value(raw[1])
-            ops.pop(key, None)  # last operation on a key wins
-            ops[key] = BatchOp(key, raw[1])
+            ops.append(self._checked_op(raw[0], raw[1], ZERO, owned=True))
+        await self._refuse_overwrites(ops)
+        return wire.Ok()
+
+    def _versioned_ops(self, raw_ops: list[Any], *, owned: bool,
+                       new: bool) -> list[VersionedOp]:
+        if len(raw_ops) > self.limits.max_batch_ops:
+            raise TooLarge(f"batch of {len(raw_ops)} operations exceeds the limit of "
+                           f"{self.limits.max_batch_ops}")
+        ops: dict[str, VersionedOp] = {}
+        for raw in raw_ops:
+            if not (isinstance(raw, list) and len(raw) == 4 and isinstance(raw[0], str)
+                    and (raw[1] is None or isinstance(raw[1], bytes))
+                    and isinstance(raw[2], int) and not isinstance(raw[2], bool)
+                    and 0 <= raw[2] < 1 << 63 and isinstance(raw[3], str)
+                    and len(raw[3]) <= MAX_WRITER_CHARS):
+                raise InvalidArgument("versioned operations must be [key, value or nil, "
+                                      "hlc, writer]")
+            version = Version(raw[2], raw[3])
+            if new:
+                ahead = self.clock.too_far_ahead(version)
+                if ahead is not None:
+                    raise InvalidArgument(
+                        f"a write to {raw[0]} is stamped {ahead / 1000:.0f} s ahead of node "
+                        f"{self.index}'s clock (at most {MAX_AHEAD_MS // 1000} s): check "
+                        "the writer's clock")
+            op = self._checked_op(raw[0], raw[1], version, owned=owned)
+            prev = ops.pop(op.key, None)  # one operation per key: the newest
+            ops[op.key] = op if prev is None or op.version >= prev.version else prev
         return list(ops.values())
+
+    def _checked_op(self, key: str, value: bytes | None, version: Version, *,
+                    owned: bool) -> VersionedOp:
+        key = self._key(key) if owned else self._clean_key(key)
+        if value is None:
+            self._no_delete()
+        else:
+            self._value(value)
+        return VersionedOp(key, value, version)
 
     def _writing(self, keys: Collection[str]) -> AbstractAsyncContextManager[None]:
         # only write-once nodes check before they write, so only they need the keys held
@@ -282,14 +311,14 @@ class NodeServer:
             return self._key_locks.hold(keys)
         return contextlib.nullcontext()
 
-    async def _refuse_overwrites(self, ops: Sequence[BatchOp]) -> None:
+    async def _refuse_overwrites(self, ops: Sequence[VersionedOp]) -> None:
         """With disable_delete stored data is write-once: overwriting a value destroys it
         as surely as deleting it. Writing the very same bytes again is no change, so
-        retries and re-added blocks still succeed."""
+        retries, re-added blocks and repairs still succeed."""
         if not self.disable_delete:
             return
         for op in ops:
-            assert op.value is not None  # _batch_ops refused deletes on this node
+            assert op.value is not None  # _checked_op refused deletes on this node
             try:
                 same = (await self.store.get_size(op.key) == len(op.value)
                         and await self.store.get(op.key) == op.value)
@@ -299,18 +328,34 @@ class NodeServer:
                 raise Forbidden(f"overwrites are disabled on this node (disable_delete): "
                                 f"{op.key} already holds a different value")
 
-    async def _query(self, m: wire.Query, caller: Caller) -> wire.Message:
+    async def _slot_digests(self, m: wire.SlotDigests, caller: Caller) -> wire.Message:
+        return wire.Digests(digests=self.replica.digests(self._slots(m.slots)))
+
+    async def _slot_versions(self, m: wire.SlotVersions, caller: Caller) -> wire.Message:
+        if not 0 <= m.slot < SLOT_COUNT:
+            raise InvalidArgument(f"slot must be 0..{SLOT_COUNT - 1}")
+        if not 1 <= m.limit <= self.limits.max_page_entries:
+            raise InvalidArgument(
+                f"page limit must be 1..{self.limits.max_page_entries}")
+        entries, cursor = await self.replica.slot_versions(m.slot, m.start_after, m.limit)
+        return wire.VersionPage(
+            entries=[[k, v.hlc, v.writer, dead] for k, v, dead in entries], cursor=cursor)
+
+    async def _slot_query(self, m: wire.SlotQuery, caller: Caller) -> wire.Message:
         if not 1 <= m.limit <= self.limits.max_page_entries:
             raise InvalidArgument(
                 f"query page limit must be 1..{self.limits.max_page_entries}")
         prefix = clean_path(m.prefix)
         filters = [filter_from_wire(f) for f in m.filters]
-        cmap, index = self.state.map, self.index
+        wanted_slots = bytearray(SLOT_COUNT)
+        for slot in self._slots(m.slots):
+            self._own(slot)
+            wanted_slots[slot] = 1
 
         def wanted(e: Entry) -> bool:
-            # keys in slots this node does not serve (e.g. left behind by a move) are
-            # never reported: another node answers for them
-            return cmap.owns(index, slot_of(e.key)) and all(f(e) for f in filters)
+            # the client asks each slot of one owner; keys in other slots (another
+            # owner lists them, or they were left behind by a move) are not reported
+            return bool(wanted_slots[slot_of(e.key)]) and all(f(e) for f in filters)
 
         page = await self.store.scan(
             prefix, start_after=m.start_after, reverse=m.reverse, limit=m.limit,
@@ -319,6 +364,11 @@ class NodeServer:
         return wire.QueryPage(
             entries=[[e.key, e.value, e.size] for e in page.entries], cursor=page.cursor
         )
+
+    async def _repair(self, m: wire.Repair, caller: Caller) -> wire.Message:
+        if self.anti_entropy is None:
+            raise Unavailable(f"node {self.index} runs no repair")
+        return wire.RepairReport(report=await self.anti_entropy.repair(self._slots(m.slots)))
 
     async def _sync(self, m: wire.Sync, caller: Caller) -> wire.Message:
         await self.store.sync(clean_path(m.prefix))
@@ -339,6 +389,9 @@ class NodeServer:
             "slots": cmap.describe_ranges(self.index),
             "disable_delete": self.disable_delete,
             "members": self.liveness.view(),
+            "replication": cmap.replication,
+            "hints": self.replica.hint_count(),
+            **({"repair": self.anti_entropy.progress()} if self.anti_entropy else {}),
         })
 
     async def _get_map(self, m: wire.GetMap, caller: Caller) -> wire.Message:

@@ -1,4 +1,4 @@
-"""What the two plyvel users (the leveldb store and flatfs's key index) share.
+"""What the plyvel users (the leveldb store, flatfs's key index, replica records) share.
 
 Both keep their records in one LevelDB under one-byte family prefixes, so that each
 family is one contiguous, sorted key range:
@@ -49,6 +49,22 @@ def open_leveldb(path: Path, what: str) -> plyvel.DB:
         if "lock" in str(e).lower():
             raise StoreError(f"{what} is in use by another process") from None
         raise StoreError(f"{what} cannot be opened: {e}") from e
+
+
+def open_versioned(path: Path, what: str, version: bytes) -> plyvel.DB:
+    """Open (creating) a LevelDB whose ``m`` + "version" record must be ``version``; a
+    new one gets it."""
+    try:
+        db = open_leveldb(path, what)
+    except plyvel.Error as e:
+        raise StoreError(f"{what} cannot be opened: {e}") from e
+    found = db.get(meta_record("version"))
+    if found is None:
+        db.put(meta_record("version"), version, sync=True)
+    elif found != version:
+        db.close()
+        raise StoreError(f"{what} has format version {found!r}, expected {version!r}")
+    return db
 
 
 def iter_keys_in_range(

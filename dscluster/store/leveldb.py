@@ -23,7 +23,7 @@ import plyvel
 import trio
 
 from ..datastore import BatchOp
-from ..errors import NotFound, StoreError
+from ..errors import NotFound
 from ..keys import slot_of, validate_key
 from . import ldb
 from .base import (
@@ -59,17 +59,7 @@ class LevelDBStore(ScanQueryMixin):
 
     @classmethod
     def _open(cls, path: Path, sync: bool, threads: int) -> LevelDBStore:
-        what = f"leveldb store at {path}"
-        try:
-            db = ldb.open_leveldb(path, what)
-        except plyvel.Error as e:
-            raise StoreError(f"{what} cannot be opened: {e}") from e
-        version = db.get(_VERSION)
-        if version is None:
-            db.put(_VERSION, VERSION, sync=True)
-        elif version != VERSION:
-            db.close()
-            raise StoreError(f"{what} has format version {version!r}, expected {VERSION!r}")
+        db = ldb.open_versioned(path, f"leveldb store at {path}", VERSION)
         return cls(db, path, sync=sync, threads=threads)
 
     async def close(self) -> None:

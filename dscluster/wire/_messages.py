@@ -14,7 +14,11 @@ from typing import Any, ClassVar
 from ..errors import LocalProtocolError, RemoteProtocolError
 
 # 2: handshake proofs length-prefix their fields (auth.py), nonces and proofs are 32 bytes
-PROTOCOL_VERSION = 2
+# 3: replication: versioned reads and writes, hints, slot digests, slot queries; the
+#    unversioned Get/Has/GetSize/Put/Delete/Batch/Query of version 2 are gone
+PROTOCOL_VERSION = 3
+# the oldest version a node still talks to (the handshake accepts the range)
+MIN_PROTOCOL_VERSION = 3
 NONCE_BYTES = 32
 PROOF_BYTES = 32  # HMAC-SHA256
 
@@ -109,60 +113,9 @@ class Welcome(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Get(Message):
-    TYPE = 10
-    KIND = "request"
-    SHAPES = ("str",)
-    key: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Has(Message):
-    TYPE = 11
-    KIND = "request"
-    SHAPES = ("str",)
-    key: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GetSize(Message):
-    TYPE = 12
-    KIND = "request"
-    SHAPES = ("str",)
-    key: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Put(Message):
-    TYPE = 13
-    KIND = "request"
-    SHAPES = ("str", "bytes")
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delete(Message):
-    TYPE = 14
-    KIND = "request"
-    SHAPES = ("str",)
-    key: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Batch(Message):
-    """``ops`` is a list of ``[key, value]`` (value None = delete), distinct keys."""
-
-    TYPE = 15
-    KIND = "request"
-    SHAPES = ("list",)
-    ops: list[Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckBatch(Message):
-    """The ops of a Batch, checked as Batch would check them but not applied: a client
-    asks every node before applying a batch that spans several."""
+    """Write operations ``[key, value or nil]`` checked as a write would check them but
+    not applied: a client asks every node before a batch that spans several."""
 
     TYPE = 22
     KIND = "request"
@@ -171,18 +124,91 @@ class CheckBatch(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Query(Message):
-    """One page of a key-ordered scan; the next page is another Query from the cursor."""
+class ReadRecord(Message):
+    """A key's record on one replica: its version, and its value if ``value``."""
 
-    TYPE = 16
+    TYPE = 23
     KIND = "request"
-    SHAPES = ("str", "str?", "bool", "int", "bool", "list")
+    SHAPES = ("str", "bool")
+    key: str
+    value: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteRecords(Message):
+    """Versioned writes ``[key, value or nil, hlc, writer]`` (nil = tombstone), applied
+    atomically by the node. A new write (``repair`` false) is refused per operation when
+    the node holds a newer version, and the answer says which; a repair (read repair,
+    hints, anti-entropy) is applied only where it is newer and never refused as stale."""
+
+    TYPE = 24
+    KIND = "request"
+    SHAPES = ("list", "bool")
+    ops: list[Any]
+    repair: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreHints(Message):
+    """Versioned writes for member ``target``, which is down: kept durably by this node
+    and delivered when ``target`` answers again (hinted handoff)."""
+
+    TYPE = 25
+    KIND = "request"
+    SHAPES = ("int", "list")
+    target: int
+    ops: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotDigests(Message):
+    """The digest of each slot in ``slots`` (``[[first, end), ...]`` ranges)."""
+
+    TYPE = 26
+    KIND = "request"
+    SHAPES = ("list",)
+    slots: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotVersions(Message):
+    """One page of ``[key, hlc, writer, tombstone]`` of a slot, in key order."""
+
+    TYPE = 27
+    KIND = "request"
+    SHAPES = ("int", "str?", "int")
+    slot: int
+    start_after: str | None = None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotQuery(Message):
+    """One page of a key-ordered scan of the given slots (``[[first, end), ...]``); the
+    next page is another SlotQuery from the cursor. The client picks one live owner per
+    slot, so replicas are never listed twice."""
+
+    TYPE = 28
+    KIND = "request"
+    SHAPES = ("str", "str?", "bool", "int", "bool", "list", "list")
     prefix: str
     start_after: str | None = None
     reverse: bool = False
     limit: int
     keys_only: bool = False
     filters: list[Any] = field(default_factory=list)
+    slots: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Repair(Message):
+    """Run an anti-entropy pass now over ``slots`` (``[[first, end), ...]``) against the
+    slot's other owners, and answer when it is done."""
+
+    TYPE = 29
+    KIND = "request"
+    SHAPES = ("list",)
+    slots: list[Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,19 +262,39 @@ class Ok(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Value(Message):
+class Record(Message):
+    """A key's record on one replica. ``state``: 0 nothing known, 1 a value, 2 a
+    tombstone. ``value`` is present for a value when it was asked for."""
+
     TYPE = 41
     KIND = "response"
-    SHAPES = ("bytes",)
-    value: bytes
+    SHAPES = ("int", "str", "int", "int", "bytes?")
+    hlc: int
+    writer: str
+    state: int
+    size: int
+    value: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Bool(Message):
+class Written(Message):
+    """Per operation of a WriteRecords: ``[applied, hlc, writer]``, the version the node
+    now holds for that key."""
+
     TYPE = 42
     KIND = "response"
-    SHAPES = ("bool",)
-    value: bool
+    SHAPES = ("list",)
+    results: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Digests(Message):
+    """``DIGEST_BYTES`` per slot asked, in the order asked."""
+
+    TYPE = 50
+    KIND = "response"
+    SHAPES = ("bytes",)
+    digests: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,6 +303,23 @@ class Size(Message):
     KIND = "response"
     SHAPES = ("int",)
     value: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionPage(Message):
+    TYPE = 48
+    KIND = "response"
+    SHAPES = ("list", "str?")
+    entries: list[Any]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepairReport(Message):
+    TYPE = 49
+    KIND = "response"
+    SHAPES = ("dict",)
+    report: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,9 +365,10 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
         Hello, Challenge, Auth, Welcome,
-        Get, Has, GetSize, Put, Delete, Batch, CheckBatch, Query, Sync, DiskUsage, Stats, GetMap,
-        Join,
-        Ok, Value, Bool, Size, QueryPage, MapData, StatsData, Error,
+        CheckBatch, ReadRecord, WriteRecords, StoreHints, SlotDigests, SlotVersions, SlotQuery,
+        Repair, Sync, DiskUsage, Stats, GetMap, Join,
+        Ok, Record, Written, Digests, Size, VersionPage, RepairReport, QueryPage, MapData,
+        StatsData, Error,
     )
 }
 

@@ -94,7 +94,7 @@ async def test_unauthenticated_peer_gets_nothing(cluster: Cluster):
             s = await t.open_stream(m.peer_id, m.addrs)
             chan = MessageChannel(s, wire.Connection(wire.Role.CLIENT))
             chan.conn.state = wire.State.IDLE  # pretend the handshake happened
-            await chan.send(wire.Get(key="/ro/existing"))
+            await chan.send(wire.ReadRecord(key="/ro/existing"))
             ans = await chan.receive()
             assert isinstance(ans, wire.Error) and ans.code == "protocol_error"
             assert await s.receive_some(10) == b""  # and the stream is closed
@@ -133,13 +133,13 @@ async def test_bad_frames_get_an_error_and_the_node_keeps_serving(cluster: Clust
             assert isinstance(ans, wire.Error) and ans.code == "too_large"
             # a well-formed frame of the wrong shape
             chan = await authed()
-            await send_raw(chan, wire.encode_frame(msgpack.packb([wire.Put.TYPE, "/k"])))
+            await send_raw(chan, wire.encode_frame(msgpack.packb([wire.WriteRecords.TYPE, "/k"])))
             ans = await chan.receive()
             assert isinstance(ans, wire.Error) and ans.code == "protocol_error"
             # an unclean key is a request error: the stream stays usable
             chan = await authed()
             with pytest.raises(Exception, match="not a clean datastore key"):
-                await chan.request(wire.Get(key="/a//b"))
+                await chan.request(wire.ReadRecord(key="/a//b"))
             assert isinstance(await chan.request(wire.DiskUsage()), wire.Size)
         # and everyone else is still served
         await ds.put("/still/serving", b"yes")

@@ -111,7 +111,7 @@ async def test_a_node_redirects_a_slot_it_does_not_own(client_ds: ClusterDatasto
     wrong = client_ds.state.map.members[0]
     async with client_ds.pool.channel(wrong.peer_id, wrong.addrs) as chan:
         with pytest.raises(Redirect) as ei:
-            await chan.request(wire.Put(key=key, value=b"v"))
+            await chan.request(wire.WriteRecords(ops=[[key, b"v", 1, "w"]]))
         # the stream survives a refused request
         assert isinstance(await chan.request(wire.DiskUsage()), wire.Size)
     r = ei.value

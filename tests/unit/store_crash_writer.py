@@ -1,8 +1,9 @@
-"""Writer process for test_store_crash.py: puts keys and reports each acknowledged one.
+"""Writer process for test_store_crash.py: puts keys and reports each one it puts.
 
 Usage: python store_crash_writer.py KIND PATH SYNC. Opens the store with ``open_store``,
-then four tasks put keys concurrently; after each put returns, the key is printed (and
-flushed) on stdout. The test kills the process with SIGKILL mid-stream.
+then ``TASKS`` tasks put keys concurrently. Each prints (and flushes) ``put KEY`` before
+its put starts and ``ok KEY`` after it returned. The test kills the process with SIGKILL
+mid-stream.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import trio
 
 from dscluster.store import open_store
+
+TASKS = 4
 
 
 def value_of(key: str) -> bytes:
@@ -28,11 +31,14 @@ async def main(kind: str, path: Path, sync: bool) -> None:
     async def writer(task: int) -> None:
         for i in range(1_000_000):
             key = f"/crash/{task}/{i}"
+            # announced before the put, so the test knows every key that may be stored
+            # without reasoning about how many puts were in flight at the kill
+            print(f"put {key}", flush=True)
             await store.put(key, value_of(key))
-            print(key, flush=True)
+            print(f"ok {key}", flush=True)
 
     async with trio.open_nursery() as nursery:
-        for task in range(4):
+        for task in range(TASKS):
             nursery.start_soon(writer, task)
 
 

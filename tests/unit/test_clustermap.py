@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import copy
+import json
+
 import pytest
 
-from dscluster.clustermap import JOINED, ClusterMap, Member
+from dscluster.clustermap import JOINED, MAP_FORMAT_VERSION, ClusterMap, Member
 from dscluster.errors import ClusterError, ConfigError
 from dscluster.keys import SLOT_COUNT
 
@@ -33,7 +36,10 @@ def test_every_change_advances_the_epoch():
 
 
 @pytest.mark.parametrize("mutate, words", [
-    (lambda d: d.update(version=99), "version"),
+    (lambda d: d.pop("version"), "no valid format version"),
+    (lambda d: d.update(version=True), "no valid format version"),
+    (lambda d: d.update(version=0), "no valid format version"),
+    (lambda d: d.pop("replication"), "replication"),
     (lambda d: d["slots"].pop(), "slot 8192 has an invalid owner list"),
     (lambda d: d["slots"][0].update(owners=[5]), "invalid owner list"),
     (lambda d: d["slots"][0].update(end=99999), "invalid slot range"),
@@ -52,4 +58,75 @@ def test_replica_lists_survive_the_format():
     r = ClusterMap(m.epoch, m.members, owners, replication=2)
     back = ClusterMap.from_dict(r.to_dict())
     assert back.owners[0] == (0, 1) and back.replication == 2
-    assert back.owns(0, 0) and not back.owns(1, 0)  # replicas do not answer yet
+    assert back.owns(0, 0) and back.owns(1, 0) and not back.owns(2, 0)
+
+
+def test_the_current_format_always_writes_its_version_and_replication():
+    d = ClusterMap.initial(1).to_dict()
+    assert (d["version"], d["replication"]) == (MAP_FORMAT_VERSION, 1) == (2, 1)
+
+
+# what dscluster wrote before replication (MAP_FORMAT_VERSION 1): `dscfg cluster -n 2`,
+# then node 0 joined
+V1_MAP = {
+    "version": 1,
+    "epoch": 2,
+    "replication": 1,
+    "nodes": [
+        {"index": 0, "id": "12D3KooWJ6nZRUTsMQR2BXrSfhgf3fM3YoqTVqA1RxJtsXo3pDn7",
+         "swarm": ["/ip4/127.0.0.1/tcp/40531", "/ip4/127.0.0.1/tcp/35037/tls"],
+         "state": "joined"},
+        {"index": 1, "id": None, "swarm": [], "state": "pending"},
+    ],
+    "slots": [
+        {"start": 0, "end": 8191, "owners": [0]},
+        {"start": 8192, "end": 16383, "owners": [1]},
+    ],
+}
+
+
+def test_a_version_1_map_loads_and_is_written_back_as_version_2(tmp_path):
+    path = tmp_path / "clustermap.json"
+    path.write_text(json.dumps(V1_MAP, indent=1) + "\n")
+    m = ClusterMap.load(path)
+    assert (m.epoch, m.replication) == (2, 1)
+    assert m.members[0].state == JOINED and m.members[1].peer_id is None
+    assert m.slot_ranges(0) == [(0, 8191)] and m.write_set(9000) == m.read_set(9000) == (1,)
+    m.save(path)
+    d = json.loads(path.read_text())
+    assert d == {**V1_MAP, "version": 2}
+    assert ClusterMap.load(path) == m
+
+
+def test_a_version_1_map_without_replication_has_one_copy():
+    d = copy.deepcopy(V1_MAP)
+    del d["replication"]
+    assert ClusterMap.from_dict(d).replication == 1
+    d["slots"][0]["owners"] = [0, 1]
+    with pytest.raises(ClusterError, match="slot 0 has 2 owners"):
+        ClusterMap.from_dict(d)
+
+
+def test_a_map_from_a_newer_format_is_refused_naming_the_file(tmp_path):
+    d = {**ClusterMap.initial(2).to_dict(), "version": MAP_FORMAT_VERSION + 1,
+         "placement": "something this release cannot know"}
+    with pytest.raises(ConfigError, match=r"^cluster map format version 3 is newer than "
+                       r"this dscluster reads \(1 to 2\); upgrade dscluster"):
+        ClusterMap.from_dict(d)
+    path = tmp_path / "clustermap.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ConfigError, match=f"^{path}: cluster map format version 3"):
+        ClusterMap.load(path)
+
+
+@pytest.mark.parametrize("owners", [(0,), (0, 1, 2)])
+def test_owner_lists_must_have_replication_owners(owners):
+    m = ClusterMap.initial(3, 2)
+    with pytest.raises(ClusterError, match=rf"slot 7 has {len(owners)} owners .*; "
+                       "the map's replication factor is 2"):
+        ClusterMap(m.epoch, m.members, (*m.owners[:7], owners, *m.owners[8:]), 2)
+    d = m.to_dict()
+    d["slots"].insert(0, {"start": 0, "end": 0, "owners": list(owners)})
+    d["slots"][1]["start"] = 1
+    with pytest.raises(ClusterError, match="slot 0 has"):
+        ClusterMap.from_dict(d)

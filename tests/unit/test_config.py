@@ -6,6 +6,7 @@ import stat
 import pytest
 
 from dscluster.auth import Token, new_secret
+from dscluster.clustermap import JOINED, ClusterMap
 from dscluster.config import load_client_config, load_node_config
 from dscluster.errors import ConfigError
 from dscluster.limits import Limits
@@ -102,3 +103,22 @@ def test_node_and_client_directories_are_not_taken_for_each_other(tmp_path):
         load_node_config(tmp_path / "cli")
     with pytest.raises(ConfigError, match="is a node's directory; give a client's"):
         load_client_config(tmp_path / "srv01")
+
+
+@pytest.mark.parametrize(("nodes", "replication", "expect"), [
+    (1, None, 1), (2, None, 2), (5, None, 3), (5, 1, 1), (4, 4, 4),
+])
+def test_the_first_map_keeps_replication_copies(tmp_path, nodes, replication, expect):
+    files = create_cluster(tmp_path / "srv01", nodes, replication=replication)
+    cmap = ClusterMap.load(tmp_path / "srv01" / "clustermap.json")
+    assert cmap.replication == expect and all(len(o) == expect for o in cmap.owners)
+    # node 0's claim was recorded without losing the replicas
+    assert cmap.epoch == 1 and cmap.members[0].state == JOINED
+    assert files.bootstrapper.endswith(f"/p2p/{cmap.members[0].peer_id}")
+
+
+@pytest.mark.parametrize("replication", [0, 4])
+def test_a_refused_replication_factor_writes_nothing(tmp_path, replication):
+    with pytest.raises(ConfigError, match="replication factor"):
+        create_cluster(tmp_path / "srv01", 3, replication=replication)
+    assert not (tmp_path / "srv01").exists()

@@ -51,9 +51,14 @@ class Outcome:
     def lines(self) -> list[str]:
         return self.out.decode().splitlines()
 
+    @property
+    def text(self) -> str:
+        return self.out.decode()
 
-def dsclient(app: FakeApp, *args: str) -> Outcome:
-    """The real dsclient command group, with a MemoryStore-backed app as its ctx.obj."""
+
+def dsclient(app: Any, *args: str) -> Outcome:
+    """The real dsclient command group, with ``app`` (e.g. a MemoryStore-backed one) as
+    its ctx.obj."""
     runner = CliRunner()
     with runner.isolation() as (out, err, _):
         argv = sys.argv

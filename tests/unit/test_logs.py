@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from dscluster.auth import Token, new_secret
+from dscluster.cluster.replica import ReplicaStore
 from dscluster.cluster.state import ClusterState
 from dscluster.clustermap import ClusterMap
 from dscluster.errors import Unauthorized
@@ -127,8 +128,8 @@ def test_other_errors_keep_their_tracebacks(caplog):
 async def test_refused_peers_log_a_handful_of_lines(caplog, monkeypatch):
     monkeypatch.setattr(server, "_limited", RateLimitedLog(server.log, clock=ticking(0.5)))
     ident = Identity.generate()
-    store = await open_store("memory")
-    node = server.NodeServer(store=store, state=ClusterState(ClusterMap.initial(1)),
+    replica = await ReplicaStore.open(await open_store("memory"), None, sync=False)
+    node = server.NodeServer(replica=replica, state=ClusterState(ClusterMap.initial(1)),
                              member_index=0, peer_id=ident.peer_id, secret=new_secret(),
                              limits=Limits())
     async with open_transport(ident, lane="/ip4/127.0.0.1/tcp/0/tls") as srv, \
@@ -140,7 +141,7 @@ async def test_refused_peers_log_a_handful_of_lines(caplog, monkeypatch):
                 with pytest.raises(Unauthorized):
                     async with stranger.channel(srv.peer_id, srv.listen_addrs()):
                         pass
-    await store.close()
+    await replica.close()
     lines = [r.getMessage() for r in caplog.records if "refused peer" in r.getMessage()]
     assert 5 <= len(lines) <= 7
     assert HELD_BACK.search(lines[-1]) and "(19 more in the last 10 s)" in lines[1]

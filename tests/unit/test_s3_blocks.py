@@ -8,7 +8,8 @@ import hashlib
 import pytest
 from multiformats import CID, multihash
 
-from dscluster.s3.blocks import block_multihash, check_block
+from dscluster.blocks import block_multihash
+from dscluster.s3.blocks import check_block
 from dscluster.s3.errors import S3Error
 from dscluster.unixfs import block_key
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dscluster import wire
+from dscluster.cluster.replica import ReplicaStore
 from dscluster.cluster.state import ClusterState
 from dscluster.clustermap import ClusterMap
 from dscluster.limits import Limits
@@ -16,13 +17,14 @@ from dscluster.store import open_store
 from dscluster.store.memory import MemoryStore
 
 
-def node() -> NodeServer:
-    return NodeServer(store=MemoryStore(), state=ClusterState(ClusterMap.initial(1)),
+async def node() -> NodeServer:
+    replica = await ReplicaStore.open(MemoryStore(), None, sync=False)
+    return NodeServer(replica=replica, state=ClusterState(ClusterMap.initial(1)),
                       member_index=0, peer_id="self", secret=b"s" * 32, limits=Limits())
 
 
 async def test_a_read_only_caller_may_not_sync():
-    n = node()
+    n = await node()
     ans = await n._answer(wire.Sync(prefix="/"), Caller("reader", "readonly"))
     assert isinstance(ans, wire.Error) and ans.code == "forbidden", ans
     for role in ("client", "node"):

@@ -29,7 +29,7 @@ REPLIES: dict[tuple[Role, State], wire.Message] = {
     (Role.SERVER, State.AUTH): wire.Welcome(epoch=1, node_index=0, role="client"),
     (Role.SERVER, State.BUSY): wire.Ok(),
     (Role.CLIENT, State.CHALLENGE): wire.Auth(proof=b"p" * 32),
-    (Role.CLIENT, State.IDLE): wire.Get(key="/k"),
+    (Role.CLIENT, State.IDLE): wire.ReadRecord(key="/k"),
 }
 
 

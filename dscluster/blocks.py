@@ -1,0 +1,61 @@
+"""IPFS block keys: ``/blocks/<base32 multihash>`` holds exactly the bytes that hash to it.
+
+Kubo, Helia (with Kubo's keys) and ``dsclient add`` keep a block at
+``/blocks/<base32 of its multihash>`` (upper case, unpadded RFC 4648 base32; Kubo's
+dshelp.MultihashToDsKey) and trust what they read there. The S3 gateway refuses other
+bytes at such a key, and a replicated read takes the first replica whose bytes match.
+
+Keys that are not a canonical multihash (sharded ``XY/….data`` keys of blockstore-s3, or
+names that do not decode) are no block anyone reads, and hash functions that
+``multiformats`` can't compute here (keccak without its optional package) can't be
+checked; for both the answer is "unknown" (None).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from multiformats import multihash
+
+BLOCKS_PREFIX = "/blocks/"
+_IDENTITY = 0x00
+
+
+def block_multihash(data_key: str) -> tuple[int, bytes] | None:
+    """(hash function code, digest) when ``data_key`` is Kubo's key of a block."""
+    if not data_key.startswith(BLOCKS_PREFIX):
+        return None
+    name = data_key[len(BLOCKS_PREFIX):]
+    if not name or "/" in name:
+        return None
+    try:
+        raw = base64.b32decode(name + "=" * (-len(name) % 8))
+        code, digest = multihash.unwrap_raw(raw)
+    except (binascii.Error, ValueError, KeyError):
+        return None
+    # a key is Kubo's only in its one canonical spelling
+    if base64.b32encode(raw).decode().rstrip("=") != name:
+        return None
+    return code, bytes(digest)
+
+
+def block_matches(data_key: str, value: bytes) -> bool | None:
+    """Whether ``value`` hashes to the block key ``data_key``; None when that can't be
+    told (not a block key, or a hash function not available here)."""
+    found = block_multihash(data_key)
+    if found is None:
+        return None
+    code, digest = found
+    if code == _IDENTITY:
+        return value == digest
+    try:
+        hasher = multihash.get(code=code)
+    except KeyError:
+        return None
+    try:
+        return bool(hasher.digest(value, size=len(digest)) == multihash.wrap(digest, code))
+    except ImportError:  # its implementation needs a package that is not installed
+        return None
+    except ValueError:  # a digest length the function does not produce
+        return False

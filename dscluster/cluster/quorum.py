@@ -1,0 +1,370 @@
+"""Replicated reads and writes: a slot's owners, asked with quorums.
+
+Theory of operation (Dynamo, Garage's ``try_write_many_sets`` without the sets yet):
+
+- A write is stamped once by this writer's hybrid clock and sent to every owner of its
+  slot at once. An owner that holds a newer version refuses it and says which; the
+  writer restamps above that and writes again, so a write that starts after another
+  was acknowledged always ends up newer, whatever the clocks say (versions.py).
+- For each owner that cannot be reached, the write is handed to a live non-owner as a
+  durable hint (hinted handoff), delivered when the owner is back.
+- The write is acknowledged when ``owner_quorum(R)`` owners applied it and
+  ``durable_quorum(R)`` nodes hold it (hints count for the second); otherwise it fails
+  with Unavailable naming the slot and the owners that were down. It may then still be
+  on some owners: a failed write is "not acknowledged", not "undone".
+- A read of a block (``/blocks/<multihash>``) takes the first owner whose bytes hash to
+  the key: the content is its own version. Any other read asks ``read_quorum(R)``
+  owners (one for the value, the others for the version only), returns the newest, and
+  writes it back to the owners that answered older (read repair).
+- A member that redirects (it does not own the slot at our map epoch) makes the whole
+  operation start again on a refreshed map; versioned writes are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .. import wire
+from ..blocks import BLOCKS_PREFIX, block_matches
+from ..clustermap import JOINED, ClusterMap
+from ..concurrency import open_nursery
+from ..errors import ClusterError, DSClusterError, Redirect, StoreError, Unavailable
+from ..keys import slot_of
+from ..limits import Limits
+from .caller import MAX_REDIRECTS, MemberCaller
+from .placement import durable_quorum, owner_quorum, read_quorum
+from .versions import ZERO, HybridClock, Version
+
+log = logging.getLogger(__name__)
+MISSING, LIVE, TOMBSTONE = 0, 1, 2
+# a write refused as stale is restamped and sent again at most this many times
+MAX_RESTAMPS = 5
+SKIPPED = "believed down"
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The newest record a read found for a key."""
+
+    version: Version
+    state: int
+    size: int
+    value: bytes | None = None
+
+
+def _found(rec: wire.Record) -> Found:
+    return Found(Version(rec.hlc, rec.writer), rec.state, rec.size, rec.value)
+
+
+def _op(key: str, value: bytes | None, v: Version) -> list[object]:
+    return [key, value, v.hlc, v.writer]
+
+
+class ReplicaSet:
+    def __init__(self, caller: MemberCaller, limits: Limits, *,
+                 writer: str | None = None) -> None:
+        self.caller = caller
+        self.limits = limits
+        # a writer id only breaks ties between writers in one millisecond; random is
+        # enough (and a client token holds no identity to use instead)
+        self.clock = HybridClock(writer or secrets.token_hex(8))
+
+    @property
+    def map(self) -> ClusterMap:
+        return self.caller.state.map
+
+    def _ordered(self, owners: Iterable[int]) -> list[int]:
+        """Owners in read-set order, those believed up first."""
+        owners = list(owners)
+        refused = self.caller.liveness.refusal
+        return ([o for o in owners if refused(o) is None]
+                + [o for o in owners if refused(o) is not None])
+
+    async def _redo_on_redirect(self, attempt: int, r: Redirect) -> None:
+        if attempt >= MAX_REDIRECTS:
+            raise ClusterError(f"too many redirects (map epoch {self.map.epoch}): {r}")
+        if not await self.caller.refresh_map() and r.epoch <= self.map.epoch:
+            raise ClusterError(f"{r} although map epoch {self.map.epoch} assigns it there")
+
+    # -- reads -----------------------------------------------------------------------------
+    async def read(self, key: str, *, value: bool) -> Found:
+        for attempt in range(MAX_REDIRECTS + 1):
+            try:
+                slot = slot_of(key)
+                owners = self._ordered(self.map.read_set(slot))
+                if value and key.startswith(BLOCKS_PREFIX) and block_matches(key, b"") is not None:
+                    return await self._read_block(key, slot, owners)
+                return await self._read_quorum(key, slot, owners, value)
+            except Redirect as r:
+                await self._redo_on_redirect(attempt, r)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _record(self, i: int, key: str, value: bool) -> Found:
+        # owners believed down are asked last: reaching one means the read needs it
+        rec = await self.caller.try_member(i, wire.ReadRecord(key=key, value=value),
+                                           dial_down=True)
+        assert isinstance(rec, wire.Record)
+        return _found(rec)
+
+    async def _read_block(self, key: str, slot: int, owners: list[int]) -> Found:
+        """The first owner whose bytes match the CID; the owners asked before it that
+        had no good copy get it written back."""
+        stale: list[int] = []
+        corrupt: list[int] = []
+        errors: dict[int, str] = {}
+        newest_gone: Found | None = None
+        for i in owners:
+            try:
+                got = await self._record(i, key, True)
+            except Unavailable as e:
+                errors[i] = str(e)
+                continue
+            if got.state == LIVE and block_matches(key, got.value or b"") is not False:
+                if stale:
+                    await self._write_back(key, got, stale)
+                return got
+            if got.state == LIVE:
+                # info, not warning: a client CLI prints one line per error
+                log.info("member %d holds bytes at %s that do not match its CID; reading "
+                         "another replica and repairing it", i, key)
+                corrupt.append(i)
+            elif newest_gone is None or got.version > newest_gone.version:
+                newest_gone = got
+            stale.append(i)
+        if not stale:  # nobody answered at all
+            raise self._unavailable("read", slot, errors, 1)
+        if corrupt and (newest_gone is None or newest_gone.state != TOMBSTONE):
+            raise StoreError(f"{key}: every copy that answered is corrupt (on member "
+                             f"{', '.join(map(str, corrupt))}): its bytes do not match the CID")
+        return newest_gone or Found(ZERO, MISSING, 0)
+
+    async def _read_quorum(self, key: str, slot: int, owners: list[int],
+                           value: bool) -> Found:
+        r = self.map.replication
+        need, least = read_quorum(r), owner_quorum(r)
+        answers: dict[int, Found] = {}
+        errors: dict[int, str] = {}
+
+        async def ask(i: int, with_value: bool) -> None:
+            try:
+                answers[i] = await self._record(i, key, with_value)
+            except Unavailable as e:
+                errors[i] = str(e)
+
+        pending = list(owners)
+        while len(answers) < need and pending:
+            batch, pending = pending[:need - len(answers)], pending[need - len(answers):]
+            # one value is enough: the others only say which version they hold
+            want = value and not any(a.value is not None for a in answers.values())
+            async with open_nursery() as n:
+                for k, i in enumerate(batch):
+                    n.start_soon(ask, i, want and k == 0)
+        if len(answers) < least:
+            raise self._unavailable("read", slot, errors, least)
+        # among equal versions the one that carries the value, or it is read twice
+        newest_at, best = max(answers.items(),
+                              key=lambda a: (a[1].version, a[1].value is not None))
+        if value and best.state == LIVE and best.value is None:
+            best = await self._value_of(key, best, [i for i, a in answers.items()
+                                                    if a.version == best.version])
+            answers[newest_at] = best
+        self.clock.observe(best.version)
+        stale = [i for i, a in answers.items() if a.version < best.version]
+        if stale and (best.state != LIVE or best.value is not None):
+            await self._write_back(key, best, stale)
+        return best
+
+    async def _value_of(self, key: str, best: Found, holders: list[int]) -> Found:
+        errors: dict[int, str] = {}
+        for i in holders:
+            try:
+                got = await self._record(i, key, True)
+            except Unavailable as e:
+                errors[i] = str(e)
+                continue
+            if got.version >= best.version:
+                return got
+        raise Unavailable(f"{key}: the owners holding its newest version stopped answering: "
+                          + "; ".join(errors.values()))
+
+    async def _write_back(self, key: str, best: Found, stale: list[int]) -> None:
+        """Read repair; best effort: anti-entropy catches whatever fails here."""
+        op = _op(key, best.value if best.state == LIVE else None, best.version)
+
+        async def one(i: int) -> None:
+            try:
+                await self.caller.try_member(i, wire.WriteRecords(ops=[op], repair=True))
+            except DSClusterError as e:
+                log.debug("read repair of %s on member %d failed: %s", key, i, e)
+
+        async with open_nursery() as n:
+            for i in stale:
+                n.start_soon(one, i)
+
+    # -- writes ----------------------------------------------------------------------------
+    async def write(self, ops: Sequence[tuple[str, bytes | None]]) -> None:
+        """Write ``(key, value or None for a delete)`` to every owner; see the module
+        docstring for when it counts as done."""
+        v = self.clock.now()
+        versions = {key: v for key, _ in ops}
+        values = dict(ops)
+        for attempt in range(MAX_REDIRECTS + 1):
+            try:
+                await self._write_all(values, versions)
+                return
+            except Redirect as r:
+                await self._redo_on_redirect(attempt, r)
+
+    async def _write_all(self, values: dict[str, bytes | None],
+                         versions: dict[str, Version]) -> None:
+        cmap = self.map
+        applied: dict[str, set[int]] = {k: set() for k in values}
+        failed: dict[int, str] = {}
+        r = cmap.replication
+        # owners believed down are skipped (their writes become hints), unless the
+        # quorum needs them: then they are dialed after all
+        for dial_down in (False, True):
+            await self._rounds(cmap, list(values), values, versions, applied, failed,
+                               dial_down)
+            if dial_down or all(len(applied[k]) >= owner_quorum(r) for k in values):
+                break
+        hinted = await self._hint(cmap, values, versions, applied, failed)
+        for key in values:
+            slot = slot_of(key)
+            owners_ok = len(applied[key])
+            if owners_ok < owner_quorum(r) or owners_ok + hinted.get(key, 0) < durable_quorum(r):
+                down = {i: failed[i] for i in cmap.write_set(slot) if i in failed}
+                raise self._unavailable("write", slot, down, owner_quorum(r),
+                                        f"{owners_ok} of {r} owners applied it")
+
+    async def _rounds(self, cmap: ClusterMap, todo: list[str],
+                      values: dict[str, bytes | None], versions: dict[str, Version],
+                      applied: dict[str, set[int]], failed: dict[int, str],
+                      dial_down: bool) -> None:
+        if dial_down:
+            for i in [i for i, why in failed.items() if why.startswith(SKIPPED)]:
+                del failed[i]
+        for _ in range(MAX_RESTAMPS + 1):
+            stale = await self._send_round(cmap, todo, values, versions, applied, failed,
+                                           dial_down)
+            if not stale:
+                return
+            for key, held in stale.items():
+                versions[key] = self.clock.above(held)
+                applied[key].clear()  # every owner must take the new stamp
+            todo = list(stale)
+        raise ClusterError(f"{len(todo)} writes kept meeting newer versions (first: "
+                           f"{todo[0]}); concurrent writers are overwriting them")
+
+    async def _send_round(self, cmap: ClusterMap, keys: list[str],
+                          values: dict[str, bytes | None], versions: dict[str, Version],
+                          applied: dict[str, set[int]], failed: dict[int, str],
+                          dial_down: bool) -> dict[str, Version]:
+        """One WriteRecords per owner (in bounded chunks) for ``keys``; returns the keys
+        some owner holds newer, with the newest version seen."""
+        per_member: dict[int, list[str]] = {}
+        refusal = self.caller.liveness.refusal
+        for key in keys:
+            for i in cmap.write_set(slot_of(key)):
+                if i in failed or i in applied[key]:
+                    continue
+                down = None if dial_down else refusal(i)
+                if down is not None:
+                    failed[i] = f"{SKIPPED}: {cmap.members[i].describe()}: {down}"
+                    continue
+                per_member.setdefault(i, []).append(key)
+        stale: dict[str, Version] = {}
+
+        async def send(i: int, chunk: list[str]) -> None:
+            msg = wire.WriteRecords(ops=[_op(k, values[k], versions[k]) for k in chunk])
+            try:
+                ans = await self.caller.try_member(i, msg, dial_down=dial_down)
+            except Unavailable as e:
+                failed[i] = str(e)
+                return
+            assert isinstance(ans, wire.Written)
+            for key, (ok, hlc, writer) in zip(chunk, ans.results, strict=True):
+                held = Version(hlc, writer)
+                if ok:
+                    applied[key].add(i)
+                elif held > stale.get(key, ZERO):
+                    stale[key] = held
+
+        async with open_nursery() as n:
+            for i, member_keys in per_member.items():
+                for chunk in self.chunks(member_keys, values):
+                    n.start_soon(send, i, chunk)
+        return stale
+
+    def chunks(self, keys: list[str], values: dict[str, bytes | None]) -> list[list[str]]:
+        """``keys`` cut into requests within the batch and page limits."""
+        out: list[list[str]] = [[]]
+        size = 0
+        for k in keys:
+            n = len(k) + len(values[k] or b"")
+            if out[-1] and (len(out[-1]) >= self.limits.max_batch_ops
+                            or size + n > self.limits.page_bytes):
+                out.append([])
+                size = 0
+            out[-1].append(k)
+            size += n
+        return [c for c in out if c]
+
+    async def _hint(self, cmap: ClusterMap, values: dict[str, bytes | None],
+                    versions: dict[str, Version], applied: dict[str, set[int]],
+                    failed: dict[int, str]) -> dict[str, int]:
+        """Hand the writes of owners that failed to live non-owners; how many hints
+        were stored per key."""
+        per_target: dict[int, list[str]] = {}
+        for key in values:
+            for i in cmap.write_set(slot_of(key)):
+                if i in failed and i not in applied[key]:
+                    per_target.setdefault(i, []).append(key)
+        hinted: dict[str, int] = {}
+
+        async def hand(target: int, keys: list[str]) -> None:
+            owners_of = {k: set(cmap.write_set(slot_of(k))) for k in keys}
+            for holder in self._hint_holders(cmap, target, failed):
+                # a holder must not own the key itself: its copy already counts
+                mine = [k for k in keys if holder not in owners_of[k]]
+                if not mine:
+                    continue
+                try:
+                    for chunk in self.chunks(mine, values):
+                        await self.caller.try_member(holder, wire.StoreHints(
+                            target=target,
+                            ops=[_op(k, values[k], versions[k]) for k in chunk]))
+                except DSClusterError as e:
+                    log.debug("member %d did not take hints for %d: %s", holder, target, e)
+                    continue
+                for k in mine:
+                    hinted[k] = hinted.get(k, 0) + 1
+                keys = [k for k in keys if k not in mine]
+                if not keys:
+                    return
+
+        async with open_nursery() as n:
+            for target, keys in per_target.items():
+                n.start_soon(hand, target, keys)
+        return hinted
+
+    def _hint_holders(self, cmap: ClusterMap, target: int, failed: dict[int, str]) -> list[int]:
+        """Live members after ``target`` in ring order: where its hints go."""
+        n = len(cmap.members)
+        ring = [(target + k) % n for k in range(1, n)]
+        return [i for i in ring if i not in failed and cmap.members[i].state == JOINED
+                and self.caller.liveness.refusal(i) is None][:2]
+
+    def _unavailable(self, what: str, slot: int, errors: dict[int, str], needed: int,
+                     detail: str = "") -> Unavailable:
+        owners = self.map.write_set(slot)
+        down = ", ".join(f"member {i}" for i in owners if i in errors) or "none"
+        why = "; ".join(errors.values())
+        return Unavailable(
+            f"{what} of slot {slot} failed: needs {needed} of its {len(owners)} owners "
+            f"({', '.join(map(str, owners))}){'; ' + detail if detail else ''}; down: {down}"
+            + (f" ({why})" if why else ""))
+

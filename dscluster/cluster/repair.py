@@ -1,0 +1,446 @@
+"""Anti-entropy: each node pulls what its co-owners hold newer, and delivers its hints.
+
+Theory of operation (Dynamo's anti-entropy, with per-slot digests instead of Merkle
+trees: a slot is small enough that its digest is the leaf):
+
+- Pull only. For each live member P that shares slots with this node, ask P for the
+  digests of the shared slots (``SlotDigests``, 16 bytes a slot, in bounded chunks) and
+  compare them with our own. For a slot that differs, page through P's versions of it
+  (``SlotVersions``) and compare each with the record we hold; every key P holds newer
+  is read from P (``ReadRecord``, only for values: a tombstone is all in the page) and
+  written here with ``replica.write``, which keeps the newest version. What we hold
+  newer, P pulls in its own pass: every node does the same, so all owners converge.
+- When. A full pass over every slot this node owns every ``interval`` seconds (counted
+  from the end of the previous one, so a long pass is not followed by another at once);
+  a pass over the shared slots with a member as soon as it is seen up after being down
+  or unknown (so a node that restarts, or whose peer restarts, catches up within about
+  a second); and on ``Repair`` (``dsclient repair``), over the slots asked.
+- Hints this node keeps for members that were down are sent to them as repairs
+  (``WriteRecords(repair=True)``) once they answer, and dropped once applied.
+- Throttled, so that repair never crowds out client traffic: at most ``max_fetches``
+  value reads in flight (from all peers and passes together) and a token bucket of
+  ``bytes_per_second`` over the values fetched and hints sent. A peer that fails is left
+  out of the rest of the pass (and logged, rate-limited); the pass goes on with the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import trio
+
+from .. import wire
+from ..blocks import block_matches
+from ..clustermap import JOINED, ClusterMap
+from ..concurrency import open_nursery
+from ..errors import DSClusterError, Forbidden, Redirect, RemoteProtocolError
+from ..keys import SLOT_COUNT, slot_of, slot_ranges
+from ..limits import Limits
+from ..logs import RateLimitedLog
+from .caller import MemberCaller
+from .liveness import UP
+from .replica import DIGEST_BYTES, LIVE, MISSING, TOMBSTONE, ReplicaStore, VersionedOp
+from .versions import Version
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
+T = TypeVar("T")
+
+MiB = 1 << 20
+# A full pass of a node that holds a few TB would otherwise read at disk speed from its
+# peers for hours and starve their clients: four reads in flight keep a peer's disk and
+# our link busy without queueing client requests behind ours, and 32 MiB/s (about a
+# quarter of a 1 Gbit/s link) refills a 1 TB replica in about 9 hours.
+MAX_FETCHES = 4
+BYTES_PER_SECOND = 32 * MiB
+# slots per SlotDigests request: 64 KiB of answer
+DIGEST_CHUNK = 4096
+# how often the loop looks for members that came back and for hints to deliver
+TICK = 1.0
+# after a failed hint delivery the target is left alone this long
+HINT_RETRY = 10.0
+
+
+class TokenBucket:
+    """At most ``rate`` units a second on average, in bursts of at most ``burst``.
+
+    ``take`` is charged after the fact (a value's size is known once it is read), so the
+    level may go below zero; the taker then sleeps until it is back at zero, holding the
+    lock so that everyone behind it waits too."""
+
+    def __init__(self, rate: float, burst: float,
+                 clock: Callable[[], float] = trio.current_time) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._level = burst
+        self._at: float | None = None  # the clock exists only inside trio.run
+        self._lock = trio.Lock()
+
+    async def take(self, n: int) -> None:
+        async with self._lock:
+            now = self._clock()
+            if self._at is not None:
+                self._level = min(self.burst, self._level + (now - self._at) * self.rate)
+            self._at = now
+            self._level -= n
+            if self._level < 0:
+                await trio.sleep(-self._level / self.rate)
+
+
+@dataclass(eq=False)  # kept in a set of the passes running: by identity
+class _Pass:
+    slots_total: int
+    slots_done: int = 0
+    differing: set[int] = field(default_factory=set)
+    pulled: int = 0
+    bytes: int = 0
+    unreachable: set[int] = field(default_factory=set)
+
+    def report(self) -> dict[str, Any]:
+        return {"slots": self.slots_total, "differing": len(self.differing),
+                "differing_slots": slot_ranges(sorted(self.differing)),
+                "pulled": self.pulled, "bytes": self.bytes,
+                "peers_unreachable": sorted(self.unreachable)}
+
+
+def _wire_op(op: VersionedOp) -> list[Any]:
+    return [op.key, op.value, op.version.hlc, op.version.writer]
+
+
+class AntiEntropy:
+    def __init__(self, replica: ReplicaStore, caller: MemberCaller, index: int, *,
+                 limits: Limits | None = None, max_fetches: int = MAX_FETCHES,
+                 bytes_per_second: float = BYTES_PER_SECOND,
+                 digest_chunk: int = DIGEST_CHUNK) -> None:
+        self.replica = replica
+        self.caller = caller
+        self.index = index
+        self.limits = limits or Limits()
+        self.digest_chunk = digest_chunk
+        self._fetches = trio.CapacityLimiter(max_fetches)
+        self._slots_at_once = trio.CapacityLimiter(max_fetches)
+        self._bucket = TokenBucket(bytes_per_second, burst=bytes_per_second)
+        self._passes: set[_Pass] = set()
+        self._last: _Pass | None = None
+        self._last_full: float | None = None
+        self._pulled = 0
+        self._bytes = 0
+        self._hint_retry: dict[int, float] = {}
+        self._co_owners_of: tuple[ClusterMap | None, set[int]] = (None, set())
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self, interval: float = 30.0) -> None:
+        """Full passes every ``interval`` seconds, a pass with each member seen coming
+        back, and hint delivery, until cancelled."""
+        async with trio.open_nursery() as n:
+            n.start_soon(self._hint_loop)
+            await self._pass_loop(interval)
+
+    async def _pass_loop(self, interval: float) -> None:
+        up: set[int] = set()
+        next_full = trio.current_time() + interval
+        while True:
+            now_up = {p for p in self._co_owners() if self.caller.liveness.state(p) == UP}
+            back, up = now_up - up, now_up
+            if back:
+                p = await _logged("pass", self._pass(self._shared_with(back), back))
+                up -= p.unreachable if p else back
+            if trio.current_time() >= next_full:
+                p = await _logged("pass", self._pass(list(range(SLOT_COUNT)), None))
+                if p is not None:
+                    self._last_full = time.time()
+                    up -= p.unreachable  # to get a pass of their own once they answer
+                next_full = trio.current_time() + interval
+            await trio.sleep(TICK)
+
+    async def _hint_loop(self) -> None:
+        while True:
+            await _logged("hint delivery", self.deliver_hints())
+            await trio.sleep(TICK)
+
+    # -- passes -----------------------------------------------------------------------------
+    async def repair(self, slots: list[int]) -> dict[str, Any]:
+        """One pass now over ``slots`` (those this node owns) against every live
+        co-owner: ``{"slots", "differing", "differing_slots" ([first, end) ranges),
+        "pulled" (keys written here), "bytes" (of their values), "peers_unreachable"
+        (member indexes)}``."""
+        return (await self._pass(slots, None)).report()
+
+    def progress(self) -> dict[str, Any]:
+        """For Stats: the passes running now (else the last one), keys and bytes pulled
+        since the node started, when the last periodic full pass ended (unix time) and
+        the hints waiting for their targets."""
+        shown = list(self._passes) or ([self._last] if self._last else [])
+        return {
+            "running": bool(self._passes),
+            "slots_done": sum(p.slots_done for p in shown),
+            "slots_total": sum(p.slots_total for p in shown),
+            "pulled": self._pulled,
+            "bytes": self._bytes,
+            "last_pass_finished": self._last_full,
+            "hints_pending": self.replica.hint_count(),
+        }
+
+    def _co_owners(self) -> set[int]:
+        # looked at every tick; a map changes only with membership, so once per map
+        cmap = self.caller.state.map
+        if self._co_owners_of[0] is not cmap:
+            self._co_owners_of = (cmap, set(self._peers(range(SLOT_COUNT))))
+        return self._co_owners_of[1]
+
+    def _peers(self, slots: Sequence[int]) -> dict[int, list[int]]:
+        """The other owners of the slots this node owns among ``slots``, each with the
+        slots it shares with us."""
+        cmap = self.caller.state.map
+        shared: dict[int, list[int]] = {}
+        for s in slots:
+            owners = cmap.owners[s]
+            if self.index in owners:
+                for p in owners:
+                    if p != self.index:
+                        shared.setdefault(p, []).append(s)
+        return shared
+
+    def _shared_with(self, peers: set[int]) -> list[int]:
+        cmap = self.caller.state.map
+        return [s for s in range(SLOT_COUNT) if cmap.owns(self.index, s)
+                and any(cmap.owns(p, s) for p in peers)]
+
+    async def _pass(self, slots: list[int], only: set[int] | None) -> _Pass:
+        cmap = self.caller.state.map
+        mine = sorted({s for s in slots if cmap.owns(self.index, s)})
+        p = _Pass(len(mine))
+        self._passes.add(p)
+        try:
+            for i in range(0, len(mine), self.digest_chunk):
+                chunk = mine[i:i + self.digest_chunk]
+                # one peer after the other: what the first one supplied is in our digests
+                # when we compare with the next, so no value is copied twice
+                for peer, shared in self._peers(chunk).items():
+                    if (only is None or peer in only) and peer not in p.unreachable:
+                        await self._with_peer(peer, shared, p)
+                p.slots_done += len(chunk)
+        finally:
+            self._passes.discard(p)
+        self._last = p
+        if p.pulled:
+            log.info("anti-entropy pulled %d keys (%d bytes) in %d of %d slots",
+                     p.pulled, p.bytes, len(p.differing), p.slots_total)
+        return p
+
+    async def _with_peer(self, peer: int, slots: list[int], p: _Pass) -> None:
+        # the map of the moment: a member may have joined or changed since the pass began
+        member = self.caller.state.map.members[peer]
+        down = ("has not joined yet" if member.state != JOINED
+                else self.caller.liveness.refusal(peer))
+        if down is not None:
+            p.unreachable.add(peer)
+            log.debug("anti-entropy skips node %d: %s", peer, down)
+            return
+        try:
+            ans = await self.caller.ask(peer, wire.SlotDigests(slots=slot_ranges(slots)))
+            if not (isinstance(ans, wire.Digests)
+                    and len(ans.digests) == DIGEST_BYTES * len(slots)):
+                raise RemoteProtocolError(f"node {peer} answered SlotDigests with "
+                                          f"{type(ans).__name__} of the wrong size")
+            ours = self.replica.digests(slots)
+            differing = [slot for j, slot in enumerate(slots)
+                         if ans.digests[j * DIGEST_BYTES:(j + 1) * DIGEST_BYTES]
+                         != ours[j * DIGEST_BYTES:(j + 1) * DIGEST_BYTES]]
+            p.differing.update(differing)
+            async with open_nursery() as n:
+                for slot in differing:
+                    n.start_soon(self._pull_slot, peer, slot, p)
+        except DSClusterError as e:
+            p.unreachable.add(peer)
+            _limited.warning("peer failed", "anti-entropy with node %d failed, going on "
+                             "with the other members: %s", peer, e)
+
+    async def _pull_slot(self, peer: int, slot: int, p: _Pass) -> None:
+        # Several slots at once, so that fetches stay in flight when each differing slot
+        # holds one or two newer keys (the usual case after a short outage).
+        async with self._slots_at_once:
+            await self._pull_pages(peer, slot, p)
+
+    async def _pull_pages(self, peer: int, slot: int, p: _Pass) -> None:
+        start_after: str | None = None
+        while True:
+            ans = await self.caller.ask(peer, wire.SlotVersions(
+                slot=slot, start_after=start_after, limit=self.limits.max_page_entries))
+            if not isinstance(ans, wire.VersionPage):
+                raise RemoteProtocolError(f"node {peer} answered SlotVersions with "
+                                          f"{type(ans).__name__}")
+            tombstones: list[VersionedOp] = []
+            values: list[tuple[str, Version]] = []
+            for key, theirs, dead in _entries(ans, slot):
+                # the effective record: a value the store lost reads as missing, so a
+                # wiped or torn replica pulls it again
+                held = await self.replica.read(key, value=False)
+                if theirs > held.version:
+                    if dead:
+                        tombstones.append(VersionedOp(key, None, theirs))
+                    else:
+                        values.append((key, theirs))
+            if tombstones:
+                self._applied(p, tombstones, await self.replica.write(tombstones))
+            if values:
+                await self._fetch(peer, values, p)
+            if ans.cursor is None:
+                return
+            start_after = ans.cursor
+
+    async def _fetch(self, peer: int, keys: list[tuple[str, Version]], p: _Pass) -> None:
+        """Read ``keys`` from ``peer`` (throttled) and write them here in batches of at
+        most ``page_bytes`` of values."""
+        pending: list[VersionedOp] = []
+        size = 0
+
+        async def flush() -> None:
+            nonlocal pending, size
+            ops, pending, size = pending, [], 0
+            if ops:
+                self._applied(p, ops, await self.replica.write(ops))
+
+        async def one(key: str) -> None:
+            nonlocal size
+            # paced inside the limiter: the next read starts only once this one is paid
+            async with self._fetches:
+                rec = await self.caller.ask(peer, wire.ReadRecord(key=key, value=True))
+                if not isinstance(rec, wire.Record):
+                    raise RemoteProtocolError(f"node {peer} answered ReadRecord with "
+                                              f"{type(rec).__name__}")
+                await self._bucket.take(len(rec.value or b""))
+            op = self._op(peer, key, rec)
+            if op is not None:
+                pending.append(op)
+                size += len(op.value or b"")
+                if size >= self.limits.page_bytes:
+                    await flush()
+
+        async with open_nursery() as n:
+            for key, _ in keys:
+                n.start_soon(one, key)
+        await flush()
+
+    def _op(self, peer: int, key: str, rec: wire.Record) -> VersionedOp | None:
+        """What to write for ``peer``'s record of ``key``, newer than the page said if it
+        changed meanwhile; None for nothing (gone from the peer, or bad block bytes)."""
+        version = Version(rec.hlc, rec.writer)
+        if rec.state == MISSING:
+            return None
+        if rec.state == TOMBSTONE:
+            return VersionedOp(key, None, version)
+        if rec.state != LIVE:
+            raise RemoteProtocolError(f"node {peer} sent a record of {key} in state "
+                                      f"{rec.state}")
+        if rec.value is None:
+            raise RemoteProtocolError(f"node {peer} sent the record of {key} without "
+                                      "its value")
+        if block_matches(key, rec.value) is False:
+            # its version is newer, but bytes that are not the block must not replace
+            # ours: the peer pulls a good copy in its own pass
+            _limited.warning("bad block", "node %d holds bytes at %s that do not match "
+                             "its CID; not copied", peer, key)
+            return None
+        return VersionedOp(key, rec.value, version)
+
+    def _applied(self, p: _Pass, ops: Sequence[VersionedOp],
+                 results: Sequence[tuple[bool, Version]]) -> None:
+        for op, (applied, _) in zip(ops, results, strict=True):
+            if applied:
+                n = len(op.value or b"")
+                p.pulled += 1
+                p.bytes += n
+                self._pulled += 1
+                self._bytes += n
+
+    # -- hints ------------------------------------------------------------------------------
+    async def deliver_hints(self) -> int:
+        """Send the hints of every target that answers (not marked down, not failed in
+        the last ``HINT_RETRY`` seconds); how many were delivered."""
+        delivered = 0
+        now = trio.current_time()
+        for target in sorted(self.replica.hint_targets()):
+            if (self.caller.liveness.refusal(target) is not None
+                    or now < self._hint_retry.get(target, now)):
+                continue
+            try:
+                delivered += await self._deliver(target)
+            except DSClusterError as e:
+                self._hint_retry[target] = trio.current_time() + HINT_RETRY
+                _limited.warning("hints failed", "delivering hints to node %d failed, "
+                                 "trying again in %gs: %s", target, HINT_RETRY, e)
+            else:
+                self._hint_retry.pop(target, None)
+        return delivered
+
+    async def _deliver(self, target: int) -> int:
+        delivered = 0
+        while ops := await self.replica.hints(target, self.limits.max_batch_ops):
+            for chunk in self._chunks(ops):
+                await self._bucket.take(sum(len(op.value or b"") for op in chunk))
+                try:
+                    ans = await self.caller.ask(target, wire.WriteRecords(
+                        ops=[_wire_op(op) for op in chunk], repair=True),
+                        follow_redirects=False)
+                except (Redirect, Forbidden) as e:
+                    # never deliverable: the slot moved off the target (its new owners
+                    # get the data by anti-entropy) or the target refuses it by policy
+                    # (disable_delete); kept, they would be retried forever
+                    _limited.warning("hints dropped", "dropping %d hints for node %d: %s",
+                                     len(chunk), target, e)
+                    await self.replica.drop_hints(target, chunk)
+                    continue
+                if not (isinstance(ans, wire.Written) and len(ans.results) == len(chunk)):
+                    raise RemoteProtocolError(f"node {target} answered WriteRecords with "
+                                              f"{type(ans).__name__} of the wrong size")
+                # applied or not, the target now holds this version or a newer one
+                await self.replica.drop_hints(target, chunk)
+                delivered += len(chunk)
+        return delivered
+
+    def _chunks(self, ops: list[VersionedOp]) -> list[list[VersionedOp]]:
+        """``ops`` cut into requests of at most ``page_bytes`` of values (one at least)."""
+        out: list[list[VersionedOp]] = [[]]
+        size = 0
+        for op in ops:
+            n = len(op.value or b"")
+            if out[-1] and size + n > self.limits.page_bytes:
+                out.append([])
+                size = 0
+            out[-1].append(op)
+            size += n
+        return out
+
+
+async def _logged(what: str, work: Awaitable[T]) -> T | None:
+    """``work``, or None when it fails. Peers' failures are handled inside; what gets
+    here is our own (a store error, a bug): logged with its traceback, and the loop goes
+    on, because the node must keep serving clients and the next round tries again."""
+    try:
+        return await work
+    except Exception:
+        log.exception("anti-entropy %s failed; trying again at the next round", what)
+        return None
+
+
+def _entries(page: wire.VersionPage, slot: int) -> list[tuple[str, Version, bool]]:
+    """A peer's page, checked: its keys must be in the slot asked for, or we would
+    write keys this node does not own."""
+    out = []
+    for e in page.entries:
+        if not (isinstance(e, list) and len(e) == 4 and isinstance(e[0], str)
+                and isinstance(e[1], int) and not isinstance(e[1], bool)
+                and isinstance(e[2], str) and isinstance(e[3], bool)):
+            raise RemoteProtocolError("SlotVersions entries must be [key, hlc, writer, "
+                                      "tombstone]")
+        if slot_of(e[0]) != slot:
+            raise RemoteProtocolError(f"SlotVersions of slot {slot} listed {e[0]}, which "
+                                      f"is in slot {slot_of(e[0])}")
+        out.append((e[0], Version(e[1], e[2]), e[3]))
+    return out

@@ -1,0 +1,208 @@
+"""Replicated reads and writes on an in-memory cluster (dscluster.testing.memcluster):
+quorums, hints, read repair, restamping under clock skew, listings across replicas."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+import pytest
+from multiformats import multihash
+
+from dscluster.blocks import BLOCKS_PREFIX
+from dscluster.cluster.replica import VersionedOp
+from dscluster.cluster.versions import MAX_AHEAD_MS, HybridClock
+from dscluster.datastore import BatchOp
+from dscluster.errors import InvalidArgument, NotFound, Unavailable
+from dscluster.keys import slot_of
+from dscluster.limits import Limits
+from dscluster.query import Query
+from dscluster.testing.memcluster import MemoryCluster
+
+
+def block_key(data: bytes) -> str:
+    mh = bytes(multihash.wrap(hashlib.sha256(data).digest(), "sha2-256"))
+    return BLOCKS_PREFIX + base64.b32encode(mh).decode().rstrip("=")
+
+
+async def listing(ds, prefix: str = "/") -> list[str]:
+    return [e.key async for e in ds.query(Query(prefix=prefix, keys_only=True))]
+
+
+async def test_any_one_node_down_everything_works_r3():
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    for i in range(30):
+        await ds.put(f"/k/{i}", b"v%d" % i)
+    for dead in range(3):
+        cluster.kill(dead)
+        assert await ds.get("/k/7") == b"v7"
+        await ds.put(f"/dead{dead}", b"x")
+        await ds.delete("/k/3")
+        assert not await ds.has("/k/3")
+        assert await ds.get_size("/k/8") == 2
+        keys = await listing(ds, "/k")
+        assert keys == sorted(f"/k/{i}" for i in range(30) if i != 3)
+        cluster.revive(dead)
+    await cluster.repair_all()
+    assert cluster.digests(0) == cluster.digests(1) == cluster.digests(2)
+
+
+async def test_a_write_without_its_quorum_fails_naming_the_slot_and_the_owners():
+    cluster = await MemoryCluster.start(5, 3)
+    ds = cluster.client()
+    key = "/two/down"
+    data = b"a block"
+    bkey = block_key(data)
+    await ds.put(bkey, data)
+    await ds.put(key, b"before")
+    for owner in cluster.map.owners[slot_of(key)][1:]:
+        cluster.kill(owner)
+    with pytest.raises(Unavailable) as e:
+        await ds.put(key, b"after")
+    msg = str(e.value)
+    assert f"slot {slot_of(key)}" in msg and "1 of 3 owners applied it" in msg
+    for owner in cluster.map.owners[slot_of(key)][1:]:
+        assert f"member {owner}" in msg
+    # blocks still read from whichever owner is left, whichever two are down
+    for i in range(5):
+        cluster.revive(i)
+    for owner in cluster.map.owners[slot_of(bkey)][:2]:
+        cluster.kill(owner)
+    assert await ds.get(bkey) == data
+
+
+async def test_r2_one_owner_down_writes_on_with_a_hint_that_is_delivered():
+    cluster = await MemoryCluster.start(3, 2)
+    ds = cluster.client()
+    key = next(f"/h/{i}" for i in range(100))
+    owners = cluster.map.owners[slot_of(key)]
+    holder = ({0, 1, 2} - set(owners)).pop()
+    cluster.kill(owners[1])
+    await ds.put(key, b"hinted")
+    assert cluster.nodes[holder].server.replica.hint_count() == 1
+    assert await ds.get(key) == b"hinted"
+    cluster.revive(owners[1])
+    await cluster.nodes[holder].anti_entropy.deliver_hints()
+    assert cluster.nodes[holder].server.replica.hint_count() == 0
+    held = await cluster.nodes[owners[1]].server.replica.read(key, value=True)
+    assert held.value == b"hinted"
+
+
+async def test_read_repair_brings_a_stale_owner_up_to_date():
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    key = "/rr"
+    await ds.put(key, b"old")
+    cluster.kill(2)
+    await ds.put(key, b"new")
+    cluster.revive(2)
+    stale = cluster.nodes[2].server.replica
+    assert (await stale.read(key, value=True)).value == b"old"
+    # reads ask two owners; ask until the stale one was among them
+    for _ in range(3):
+        assert await ds.get(key) == b"new"
+        cluster.kill(0 if (await stale.read(key, value=True)).value == b"old" else 2)
+        assert await ds.get(key) == b"new"
+        for i in range(3):
+            cluster.revive(i)
+    assert (await stale.read(key, value=True)).value == b"new"
+
+
+async def test_a_delete_is_not_resurrected_by_an_owner_that_missed_it():
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    await ds.put("/gone", b"v")
+    cluster.kill(1)
+    await ds.delete("/gone")
+    cluster.revive(1)
+    for dead in (0, 2):  # leave the stale owner and one that saw the delete
+        cluster.kill(dead)
+        with pytest.raises(NotFound):
+            await ds.get("/gone")
+        assert "/gone" not in await listing(ds)
+        cluster.revive(dead)
+    await cluster.repair_all()
+    assert (await cluster.nodes[1].server.replica.read("/gone", value=False)).state == 2
+
+
+async def test_a_corrupt_block_replica_is_skipped_and_repaired():
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    data = b"the real block"
+    key = block_key(data)
+    await ds.put(key, data)
+    primary = cluster.map.owners[slot_of(key)][0]
+    replica = cluster.nodes[primary].server.replica
+    await replica.store.put(key, b"rotten bytes")  # bit rot under the store
+    assert await ds.get(key) == data
+    assert await replica.store.get(key) == data
+
+
+async def test_a_later_write_wins_over_a_writer_whose_clock_runs_ahead():
+    cluster = await MemoryCluster.start(3, 3)
+    ahead, behind = cluster.client(writer="ahead"), cluster.client(writer="behind")
+    ahead.replicas.clock = HybridClock("ahead", wall=lambda: time.time() + 180)
+    await ahead.put("/skew", b"early")
+    await behind.put("/skew", b"late")  # restamped above "early"
+    assert await ahead.get("/skew") == b"late"
+    assert await behind.get("/skew") == b"late"
+
+
+async def test_a_write_too_far_in_the_future_is_refused():
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    ds.replicas.clock = HybridClock("w", wall=lambda: time.time() + MAX_AHEAD_MS / 1000 + 60)
+    with pytest.raises(InvalidArgument, match=r"ahead of node .* clock"):
+        await ds.put("/future", b"x")
+    with pytest.raises(NotFound):
+        await cluster.client().get("/future")
+
+
+async def test_concurrent_versions_resolve_to_the_newest_on_every_reader():
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    await ds.put("/c", b"v1")
+    # owners disagree: each holds a different version
+    clock = HybridClock("x")
+    v2, v3 = clock.now(), clock.now()
+    await cluster.nodes[0].server.replica.write([VersionedOp("/c", b"v2", v2)])
+    await cluster.nodes[1].server.replica.write([VersionedOp("/c", None, v3)])
+    cluster.kill(1)  # the tombstone is on the dead one: v2 beats v1, and repairs it
+    assert await ds.get("/c") == b"v2"
+    assert (await cluster.nodes[2].server.replica.read("/c", value=True)).value == b"v2"
+    cluster.revive(1)
+    for dead in (0, 2):  # the tombstone beats v2 wherever it is asked
+        cluster.kill(dead)
+        with pytest.raises(NotFound):
+            await ds.get("/c")
+        cluster.revive(dead)
+    for node in cluster.nodes:
+        assert (await node.server.replica.read("/c", value=False)).version == v3
+
+
+async def test_listings_are_complete_without_duplicates_when_a_node_dies_midway():
+    # small pages, so that the listing is still going when the node dies
+    cluster = await MemoryCluster.start(3, 3, limits=Limits(max_page_entries=16))
+    ds = cluster.client()
+    keys = sorted(f"/l/{i:04d}" for i in range(500))
+    await ds.apply([BatchOp(k, b"v") for k in keys])
+    assert await listing(ds, "/l") == keys
+    seen = []
+    async for e in ds.query(Query(prefix="/l", keys_only=True)):
+        seen.append(e.key)
+        if len(seen) == 10:
+            cluster.kill(0)
+    assert seen == keys
+
+
+async def test_reads_and_writes_fail_cleanly_when_every_owner_is_down():
+    cluster = await MemoryCluster.start(3, 1)
+    ds = cluster.client()
+    key = "/solo"
+    cluster.kill(cluster.map.owners[slot_of(key)][0])
+    with pytest.raises(Unavailable, match=f"slot {slot_of(key)}"):
+        await ds.put(key, b"x")
+    with pytest.raises(Unavailable, match=f"slot {slot_of(key)}"):
+        await ds.get(key)

@@ -1,8 +1,8 @@
 """A node's replica store: its local store's values, with a version record per key.
 
 Theory of operation. Values stay in the local store, unchanged; the version (and live or
-tombstone) of every key is a record in ``records`` (doc/replication-spec.md). What a
-replica holds for a key is the *effective* record: a live record whose value the store
+tombstone) of every key is a record in ``records`` (doc/architecture.md, "Replication").
+What a replica holds for a key is the *effective* record: a live record whose value the store
 lost reads as missing (so the next write of it applies), and a key in the store without
 a record (data from before replication) is live at ZERO. ``open`` writes those ZERO
 records once; if it finds the store empty while records claim live keys (the data

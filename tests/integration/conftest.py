@@ -29,9 +29,11 @@ async def client_ds(cluster: Cluster) -> AsyncIterator[ClusterDatastore]:
 
 @pytest.fixture(scope="session")
 def s3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
-    """A cluster whose bootstrapper serves the S3 gateway: (cluster, endpoint URL)."""
+    """A replicated cluster whose bootstrapper serves the S3 gateway: (cluster, endpoint
+    URL)."""
     port = free_tcp_port()
-    c = Cluster(tmp_path_factory.mktemp("s3node"), node0_args=[f"--s3-listen=127.0.0.1:{port}"])
+    c = Cluster(tmp_path_factory.mktemp("s3node"), node0_args=[f"--s3-listen=127.0.0.1:{port}"],
+                replication=3)
     c.start()
     try:
         yield c, f"http://127.0.0.1:{port}"

@@ -105,7 +105,13 @@ async def test_sync_and_disk_usage(client_ds: ClusterDatastore):
     assert await client_ds.disk_usage() >= before + 100_000
 
 
-async def test_a_node_redirects_a_slot_it_does_not_own(client_ds: ClusterDatastore):
+async def test_a_node_redirects_a_slot_it_does_not_own(fresh_cluster: Cluster):
+    # replication factor 1: member 0 owns only its own slots
+    async with open_cluster(fresh_cluster.client()) as client_ds:
+        await _redirects(client_ds)
+
+
+async def _redirects(client_ds: ClusterDatastore) -> None:
     key = next(f"/redir/{i}" for i in range(100)
                if client_ds.state.map.primary(f"/redir/{i}").index == 1)
     wrong = client_ds.state.map.members[0]

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from dscluster.blocks import BLOCKS_PREFIX
+from dscluster.clustermap import ClusterMap
+from dscluster.config import MAP_FILE
+from dscluster.keys import slot_of
 from dscluster.localcluster import Cluster, run_measured, tool
 from dscluster.unixfs import block_key
 from tests.unit.test_unixfs_tree import KUBO_TREE_ROOT
@@ -64,23 +68,51 @@ def test_add_r_and_get_a_directory_tree(cluster: Cluster, tmp_path: Path):
             assert q.read_bytes() == p.read_bytes(), p
 
 
-def test_corrupt_block_on_a_node_is_detected_and_nothing_is_left(cluster: Cluster,
-                                                                  tmp_path: Path):
+def _block_name(cluster: Cluster, marker: bytes) -> str:
+    """The file name of a leaf block holding ``marker`` (on node 0)."""
+    for path in (cluster.nodes[0].conf / "data" / "blocks").rglob("*.data"):
+        if marker in path.read_bytes():
+            return path.name
+    raise AssertionError(f"no block with {marker!r}")
+
+
+def _block_file(cluster: Cluster, i: int, name: str) -> Path:
+    [path] = (cluster.nodes[i].conf / "data" / "blocks").rglob(name)
+    return path
+
+
+def _corrupt(cluster: Cluster, name: str, marker: bytes, nodes: list[int]) -> None:
+    """Flip a byte of block ``name`` on ``nodes``, behind the cluster's back."""
+    for i in nodes:
+        path = _block_file(cluster, i, name)
+        path.write_bytes(path.read_bytes().replace(marker, marker.upper(), 1))
+
+
+def test_a_block_corrupt_on_replicas_is_read_from_a_good_one_and_repaired(
+        cluster: Cluster, tmp_path: Path):
+    f = tmp_path / "rotting.bin"
+    f.write_bytes(b"rotting " * 100_000)
+    cid = ok(cluster.dsclient("add", "-Q", "--no-progress", str(f))).decode().strip()
+    name = _block_name(cluster, b"rotting")
+    # rot the copies of every owner a read asks before the last one (read-set order,
+    # primary first), so that the read meets them all and must repair them
+    cmap = ClusterMap.load(cluster.client() / MAP_FILE)
+    owners = cmap.read_set(slot_of(BLOCKS_PREFIX + name.removesuffix(".data")))
+    _corrupt(cluster, name, b"rotting", list(owners[:-1]))
+    out = tmp_path / "out.bin"
+    ok(cluster.dsclient("get", cid, "-o", str(out)))
+    assert out.read_bytes() == f.read_bytes()
+    for i in owners:  # the read wrote the good copy back over the rotten ones
+        assert b"ROTTING" not in _block_file(cluster, i, name).read_bytes(), i
+
+
+def test_corrupt_block_on_every_replica_is_detected_and_nothing_is_left(cluster: Cluster,
+                                                                        tmp_path: Path):
     f = tmp_path / "victim.bin"
     f.write_bytes(b"precious " * 100_000)
     cid = ok(cluster.dsclient("add", "-Q", "--no-progress", str(f))).decode().strip()
-    # flip a byte in one leaf block file, behind the cluster's back
-    name = None
-    for node in cluster.nodes:
-        for path in (node.conf / "data" / "blocks").rglob("*.data"):
-            data = path.read_bytes()
-            if b"precious" in data:
-                name = path.name[: -len(".data")]
-                path.write_bytes(data.replace(b"precious", b"PRECIOUS", 1))
-                break
-        if name:
-            break
-    assert name
+    _corrupt(cluster, _block_name(cluster, b"precious"), b"precious",
+             list(range(len(cluster.nodes))))
     out = tmp_path / "out.bin"
     p = cluster.dsclient("get", cid, "-o", str(out))
     err = p.stderr.decode()

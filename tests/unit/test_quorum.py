@@ -14,7 +14,7 @@ from dscluster.blocks import BLOCKS_PREFIX
 from dscluster.cluster.replica import VersionedOp
 from dscluster.cluster.versions import MAX_AHEAD_MS, HybridClock
 from dscluster.datastore import BatchOp
-from dscluster.errors import InvalidArgument, NotFound, Unavailable
+from dscluster.errors import Forbidden, InvalidArgument, NotFound, Unavailable
 from dscluster.keys import slot_of
 from dscluster.limits import Limits
 from dscluster.query import Query
@@ -206,3 +206,28 @@ async def test_reads_and_writes_fail_cleanly_when_every_owner_is_down():
         await ds.put(key, b"x")
     with pytest.raises(Unavailable, match=f"slot {slot_of(key)}"):
         await ds.get(key)
+
+
+async def test_write_once_nodes_refuse_overwrites_and_deletes_on_every_replica():
+    cluster = await MemoryCluster.start(3, 3, disable_delete=True)
+    ds = cluster.client()
+    await ds.put("/once", b"first")
+    await ds.put("/once", b"first")  # the same bytes again: no change, accepted
+    with pytest.raises(Forbidden, match="overwrites are disabled"):
+        await ds.put("/once", b"second")
+    with pytest.raises(Forbidden, match="deletes are disabled"):
+        await ds.delete("/once")
+    for node in cluster.nodes:
+        assert (await node.server.replica.read("/once", value=True)).value == b"first"
+
+
+async def test_a_read_only_client_reads_but_cannot_write_or_repair():
+    cluster = await MemoryCluster.start(3, 3)
+    await cluster.client().put("/ro", b"v")
+    ro = cluster.client(role="readonly")
+    assert await ro.get("/ro") == b"v"
+    with pytest.raises(Forbidden, match="read-only"):
+        await ro.put("/ro", b"w")
+    with pytest.raises(Forbidden, match="read-only"):
+        await ro.delete("/ro")
+    assert await cluster.client().get("/ro") == b"v"

@@ -84,6 +84,12 @@ class Unavailable(DSClusterError):
     code = "unavailable"
 
 
+class CatchingUp(Unavailable):
+    """the node has not caught up with the other owners since it started"""
+
+    code = "catching_up"
+
+
 class ProtocolError(DSClusterError):
     """the peer broke the wire protocol"""
 
@@ -125,6 +131,7 @@ class InternalError(DSClusterError):
 ERRORS_BY_CODE: dict[str, type[DSClusterError]] = {
     cls.code: cls
     for cls in (
+        CatchingUp,
         NotFound,
         InvalidArgument,
         InvalidKey,

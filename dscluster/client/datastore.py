@@ -30,7 +30,7 @@ from ..cluster.state import ClusterState
 from ..clustermap import JOINED
 from ..concurrency import open_nursery
 from ..datastore import Batch, BatchOp
-from ..errors import DSClusterError, NotFound, TooLarge, Unavailable
+from ..errors import CatchingUp, DSClusterError, NotFound, TooLarge, Unavailable
 from ..keys import SLOT_COUNT, Key, slot_of, slot_ranges
 from ..limits import Limits
 from ..net.pool import ChannelPool
@@ -205,39 +205,48 @@ class ClusterDatastore:
 class _SlotCursors:
     """Which member lists which slots: one live owner per slot, so that a replicated key
     is listed once; a member that fails mid-listing hands its slots, from where it
-    stopped, to their next owners."""
+    stopped, to their next owners. A member still catching up after a restart (it may
+    lack writes made while it was down) hands them on too, and lists them itself only
+    if every owner of the slot is catching up."""
 
     def __init__(self, caller: MemberCaller, req: dict[str, Any]) -> None:
         self.caller = caller
         self.req = req
         self.failed: dict[int, str] = {}
+        self.behind: set[int] = set()
 
-    def assign(self, slots: Sequence[int]) -> dict[int, list[int]]:
+    def assign(self, slots: Sequence[int]) -> dict[tuple[int, bool], list[int]]:
+        """(member, whether it may list slots it is catching up on) -> its slots."""
         cmap, refused = self.caller.state.map, self.caller.liveness.refusal
-        out: dict[int, list[int]] = {}
+        out: dict[tuple[int, bool], list[int]] = {}
         for s in slots:
             owners = [o for o in cmap.read_set(s) if o not in self.failed]
-            if not owners:
+            if owners:
+                up = [o for o in owners if refused(o) is None]
+                out.setdefault(((up or owners)[0], False), []).append(s)
+                continue
+            behind = [o for o in cmap.read_set(s) if o in self.behind]
+            if not behind:
                 raise Unavailable(f"listing slot {s}: every owner failed: "
                                   + "; ".join(self.failed.values()))
-            up = [o for o in owners if refused(o) is None]
-            out.setdefault((up or owners)[0], []).append(s)
+            out.setdefault((behind[0], True), []).append(s)
         return out
 
     def cursors(self, slots: Sequence[int], after: str | None) -> list[_NodeCursor]:
-        return [_NodeCursor(self, i, member_slots, after)
-                for i, member_slots in sorted(self.assign(slots).items())]
+        return [_NodeCursor(self, i, member_slots, after, catching_up_ok)
+                for (i, catching_up_ok), member_slots in sorted(self.assign(slots).items())]
 
 
 class _NodeCursor:
     """One member's ordered result stream over its assigned slots, a page at a time."""
 
     def __init__(self, owner: _SlotCursors, index: int, slots: list[int],
-                 start_after: str | None) -> None:
+                 start_after: str | None, catching_up_ok: bool) -> None:
         self.owner = owner
         self.index = index
         self.slots = slots
         self.ranges = slot_ranges(slots)
+        self.catching_up_ok = catching_up_ok
         self.after = start_after
         self.buf: deque[Entry] = deque()
         self.done = False
@@ -246,11 +255,16 @@ class _NodeCursor:
         """Fetch pages until one has entries or the stream ends; if the member fails,
         the cursors that replace this one (started where it stopped), else []."""
         while not self.buf and not self.done:
-            msg = wire.SlotQuery(start_after=self.after, slots=self.ranges, **self.owner.req)
+            msg = wire.SlotQuery(start_after=self.after, slots=self.ranges,
+                                 catching_up_ok=self.catching_up_ok, **self.owner.req)
             try:
                 ans = await self.owner.caller.try_member(self.index, msg)
             except Unavailable as e:
                 self.owner.failed[self.index] = str(e)
+                if isinstance(e, CatchingUp):
+                    self.owner.behind.add(self.index)
+                else:  # down, even for the slots every owner is catching up on
+                    self.owner.behind.discard(self.index)
                 return self.owner.cursors(self.slots, self.after)
             assert isinstance(ans, wire.QueryPage)
             self.buf.extend(Entry(Key.from_clean(k), v, s) for k, v, s in ans.entries)

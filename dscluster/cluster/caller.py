@@ -28,7 +28,14 @@ import trio
 from .. import wire
 from ..clustermap import JOINED, ClusterMap, Member
 from ..concurrency import open_nursery
-from ..errors import ClusterError, DSClusterError, Redirect, Unavailable, error_from_wire
+from ..errors import (
+    CatchingUp,
+    ClusterError,
+    DSClusterError,
+    Redirect,
+    Unavailable,
+    error_from_wire,
+)
 from ..net.pool import ChannelPool
 from .liveness import Liveness
 from .state import ClusterState
@@ -203,6 +210,8 @@ class MemberCaller:
                         connected = True
                         self.liveness.reachable(index)
                         return await chan.request(msg)
+            except CatchingUp:
+                raise  # an answer: the member is up and the stream is fine
             except (Unavailable, trio.TooSlowError) as e:
                 await self.pool.forget(member.peer_id)
                 why = str(e) or f"no answer within {self.request_timeout:g}s"

@@ -100,6 +100,7 @@ class _Pass:
     pulled: int = 0
     bytes: int = 0
     unreachable: set[int] = field(default_factory=set)
+    compared: set[int] = field(default_factory=set)  # peers the pass got through with
 
     def report(self) -> dict[str, Any]:
         return {"slots": self.slots_total, "differing": len(self.differing),
@@ -132,6 +133,9 @@ class AntiEntropy:
         self._bytes = 0
         self._hint_retry: dict[int, float] = {}
         self._co_owners_of: tuple[ClusterMap | None, set[int]] = (None, set())
+        # the slots not compared with any co-owner since this node started; None until
+        # first asked (the map may still change while the node starts)
+        self._behind: set[int] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self, interval: float = 30.0) -> None:
@@ -186,6 +190,24 @@ class AntiEntropy:
             "hints_pending": self.replica.hint_count(),
         }
 
+    def catching_up(self, slots: Sequence[int]) -> int | None:
+        """A slot among ``slots`` this node has not compared with any co-owner since it
+        started, or None. Until then it may lack writes made while it was down, so a
+        listing asks another owner (node/server.py)."""
+        if self._behind is None:
+            cmap = self.caller.state.map
+            self._behind = {s for s in range(SLOT_COUNT)
+                            if cmap.owns(self.index, s) and len(cmap.owners[s]) > 1}
+        return next((s for s in slots if s in self._behind), None)
+
+    def _caught_up(self, cmap: ClusterMap, slots: Sequence[int], compared: set[int]) -> None:
+        if self._behind is None:
+            self.catching_up(())
+        assert self._behind is not None
+        if compared:
+            self._behind.difference_update(
+                s for s in slots if not compared.isdisjoint(cmap.owners[s]))
+
     def _co_owners(self) -> set[int]:
         # looked at every tick; a map changes only with membership, so once per map
         cmap = self.caller.state.map
@@ -224,10 +246,13 @@ class AntiEntropy:
                 for peer, shared in self._peers(chunk).items():
                     if (only is None or peer in only) and peer not in p.unreachable:
                         await self._with_peer(peer, shared, p)
+                        if peer not in p.unreachable:
+                            p.compared.add(peer)
                 p.slots_done += len(chunk)
         finally:
             self._passes.discard(p)
         self._last = p
+        self._caught_up(cmap, mine, p.compared)
         if p.pulled:
             log.info("anti-entropy pulled %d keys (%d bytes) in %d of %d slots",
                      p.pulled, p.bytes, len(p.differing), p.slots_total)

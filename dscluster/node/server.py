@@ -25,6 +25,7 @@ from ..cluster.replica import KeyLocks, ReplicaStore, VersionedOp
 from ..cluster.state import ClusterState
 from ..cluster.versions import MAX_AHEAD_MS, MAX_WRITER_CHARS, ZERO, HybridClock, Version
 from ..errors import (
+    CatchingUp,
     DSClusterError,
     Forbidden,
     InternalError,
@@ -348,9 +349,15 @@ class NodeServer:
         prefix = clean_path(m.prefix)
         filters = [filter_from_wire(f) for f in m.filters]
         wanted_slots = bytearray(SLOT_COUNT)
-        for slot in self._slots(m.slots):
+        slots = self._slots(m.slots)
+        for slot in slots:
             self._own(slot)
             wanted_slots[slot] = 1
+        behind = (None if m.catching_up_ok or self.anti_entropy is None
+                  else self.anti_entropy.catching_up(slots))
+        if behind is not None:
+            raise CatchingUp(f"node {self.index} has not caught up on slot {behind} since "
+                             "it started; another owner lists it")
 
         def wanted(e: Entry) -> bool:
             # the client asks each slot of one owner; keys in other slots (another

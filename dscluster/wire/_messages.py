@@ -186,11 +186,13 @@ class SlotVersions(Message):
 class SlotQuery(Message):
     """One page of a key-ordered scan of the given slots (``[[first, end), ...]``); the
     next page is another SlotQuery from the cursor. The client picks one live owner per
-    slot, so replicas are never listed twice."""
+    slot, so replicas are never listed twice. A node that has not caught up on a slot
+    since it started refuses it (catching_up) unless ``catching_up_ok``: every owner
+    of the slot is catching up."""
 
     TYPE = 28
     KIND = "request"
-    SHAPES = ("str", "str?", "bool", "int", "bool", "list", "list")
+    SHAPES = ("str", "str?", "bool", "int", "bool", "list", "list", "bool")
     prefix: str
     start_after: str | None = None
     reverse: bool = False
@@ -198,6 +200,7 @@ class SlotQuery(Message):
     keys_only: bool = False
     filters: list[Any] = field(default_factory=list)
     slots: list[Any]
+    catching_up_ok: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

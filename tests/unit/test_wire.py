@@ -168,9 +168,9 @@ def test_sender_refuses_to_encode_an_oversized_frame():
         [wire.SlotVersions.TYPE, 0, b"/a", 10],  # bytes where str or nil is required
         [wire.Repair.TYPE],
         [True, "/a"],  # bool is not a type code
-        [wire.SlotQuery.TYPE, "/", None, False, "10", False, [], []],
+        [wire.SlotQuery.TYPE, "/", None, False, "10", False, [], [], False],
         # a version 2 Query: SlotQuery without its slots
-        [wire.SlotQuery.TYPE, "/", None, False, 10, False, []],
+        [wire.SlotQuery.TYPE, "/", None, False, 10, False, [], []],
     ],
 )
 def test_malformed_frames_are_remote_protocol_errors(obj):
@@ -547,7 +547,7 @@ def _slot_query_of(objs: int, lim: Limits) -> list[Any]:
     n = lim.request_bounds.max_array
     filters: list[Any] = [["key_compare", ">", "/k"] for _ in range(n)]
     slots = [[i % SLOT_COUNT, i % SLOT_COUNT + 1] for i in range(n)]
-    frame = [wire.SlotQuery.TYPE, "/", None, False, 1, False, filters, slots]
+    frame = [wire.SlotQuery.TYPE, "/", None, False, 1, False, filters, slots, False]
     rest = objs - objects(frame)
     assert rest >= 1
     filters[-1] = ["key_compare", ">", [None] * (rest - 1)]
@@ -579,7 +579,8 @@ _OVER_KEY = "/" + "k" * REQUEST.max_str
         ([wire.WriteRecords.TYPE, [["/k", b"v" * (4 * MiB + 1), 1, "w"]], False],
          "max_bin_len"),
         ([wire.StoreHints.TYPE, 1, [["/k", b"v" * (4 * MiB + 1), 1, "w"]]], "max_bin_len"),
-        ([wire.SlotQuery.TYPE, _OVER_KEY, None, False, 1, False, [], [[0, 1]]], "max_str_len"),
+        ([wire.SlotQuery.TYPE, _OVER_KEY, None, False, 1, False, [], [[0, 1]], False],
+         "max_str_len"),
         ([wire.SlotQuery.TYPE, "/", None, False, 1, False, [{str(i): 0 for i in range(65)}],
           [[0, 1]]], "max_map_len"),
         # one entry over what any list may hold
@@ -588,7 +589,7 @@ _OVER_KEY = "/" + "k" * REQUEST.max_str
         ([wire.CheckBatch.TYPE, [["/k", None]] * (N + 1)], "max_array_len"),
         ([wire.SlotQuery.TYPE, "/", None, False, 1, False, [["key_prefix", "", "/"]] * (N + 1),
           [[0, 1]]], "max_array_len"),
-        ([wire.SlotQuery.TYPE, "/", None, False, 1, False, [], [[0, 1]] * (N + 1)],
+        ([wire.SlotQuery.TYPE, "/", None, False, 1, False, [], [[0, 1]] * (N + 1), False],
          "max_array_len"),
         ([wire.SlotDigests.TYPE, [[0, 1]] * (N + 1)], "max_array_len"),
         ([wire.Repair.TYPE, [[0, 1]] * (N + 1)], "max_array_len"),

@@ -8,6 +8,7 @@ import hashlib
 import time
 
 import pytest
+import trio
 from multiformats import multihash
 
 from dscluster.blocks import BLOCKS_PREFIX
@@ -231,3 +232,16 @@ async def test_a_read_only_client_reads_but_cannot_write_or_repair():
     with pytest.raises(Forbidden, match="read-only"):
         await ro.delete("/ro")
     assert await cluster.client().get("/ro") == b"v"
+
+
+async def test_many_concurrent_writes_of_one_key_all_succeed_and_one_wins():
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    values = [bytes([i]) * (10 + i) for i in range(40)]
+    async with trio.open_nursery() as n:
+        for v in values:
+            n.start_soon(ds.put, "/race", v)
+    got = await ds.get("/race")
+    assert got in values
+    for node in cluster.nodes:
+        assert (await node.server.replica.read("/race", value=True)).value == got

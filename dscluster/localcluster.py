@@ -89,21 +89,25 @@ class Cluster:
         self.nodes: list[NodeProc] = []
         self.bootstrapper = ""
 
+    def dscfg_command(self, boot: Path) -> list[str]:
+        """The ``dscfg cluster`` that provisions the bootstrapper's directory."""
+        return [tool("dscfg"), "cluster", f"--cluster-node-number={self.n}",
+                f"--replication-factor={self.replication}", f"--store={self.store}",
+                *self.extra_cfg, str(boot)]
+
+    def node_proc(self, i: int) -> NodeProc:
+        return NodeProc(i, self.root / f"srv{i + 1:02d}", self.root / f"node{i}.log")
+
     def start(self) -> Cluster:
         boot = self.root / "srv01"
-        out = subprocess.run(
-            [tool("dscfg"), "cluster", f"--cluster-node-number={self.n}",
-             f"--replication-factor={self.replication}", f"--store={self.store}",
-             *self.extra_cfg, str(boot)],
-            check=True, capture_output=True, text=True, timeout=60,
-        )
+        out = subprocess.run(self.dscfg_command(boot), check=True, capture_output=True,
+                             text=True, timeout=60)
         self.bootstrapper = out.stdout.strip()
         self.node_token = boot / "node.token"
         self.client_token = boot / "client.token"
         self.readonly_token = boot / "readonly.token"
         for i in range(self.n):
-            conf = self.root / f"srv{i + 1:02d}"
-            self.nodes.append(NodeProc(i, conf, self.root / f"node{i}.log"))
+            self.nodes.append(self.node_proc(i))
         try:
             self.nodes[0].start(self.node0_args)
             self.nodes[0].wait_ready()

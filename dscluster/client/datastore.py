@@ -217,12 +217,14 @@ class _SlotCursors:
 
     def assign(self, slots: Sequence[int]) -> dict[tuple[int, bool], list[int]]:
         """(member, whether it may list slots it is catching up on) -> its slots."""
-        cmap, refused = self.caller.state.map, self.caller.liveness.refusal
+        cmap = self.caller.state.map
+        # asked once per member, not once per owner of each of 16384 slots
+        down = {m.index for m in cmap.members if self.caller.liveness.refusal(m.index)}
         out: dict[tuple[int, bool], list[int]] = {}
         for s in slots:
             owners = [o for o in cmap.read_set(s) if o not in self.failed]
             if owners:
-                up = [o for o in owners if refused(o) is None]
+                up = [o for o in owners if o not in down]
                 out.setdefault(((up or owners)[0], False), []).append(s)
                 continue
             behind = [o for o in cmap.read_set(s) if o in self.behind]

@@ -214,30 +214,14 @@ class NetnsCluster(Cluster):
         super().__init__(root, nodes=net.nodes, replication=replication)
         self.net = net
 
-    def start(self) -> NetnsCluster:
-        boot = self.root / "srv01"
-        out = subprocess.run(
-            [*self.net.run_in("n0"), tool("dscfg"), "cluster",
-             f"--cluster-node-number={self.n}", f"--replication-factor={self.replication}",
-             f"--host={self.net.addr('n0')}", f"--port={NODE_PORT}", str(boot)],
-            check=True, capture_output=True, text=True, timeout=60)
-        self.bootstrapper = out.stdout.strip()
-        self.node_token = boot / "node.token"
-        self.client_token = boot / "client.token"
-        for i in range(self.n):
-            self.nodes.append(NetnsNode(i, self.root / f"srv{i + 1:02d}",
-                                        self.root / f"node{i}.log", self.net.run_in(f"n{i}")))
-        try:
-            self.nodes[0].start([])
-            self.nodes[0].wait_ready()
-            for node in self.nodes[1:]:
-                node.start(self.join_args(node.index))
-            for node in self.nodes[1:]:
-                node.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def dscfg_command(self, boot: Path) -> list[str]:
+        return [*self.net.run_in("n0"), tool("dscfg"), "cluster",
+                f"--cluster-node-number={self.n}", f"--replication-factor={self.replication}",
+                f"--host={self.net.addr('n0')}", f"--port={NODE_PORT}", str(boot)]
+
+    def node_proc(self, i: int) -> NetnsNode:
+        return NetnsNode(i, self.root / f"srv{i + 1:02d}", self.root / f"node{i}.log",
+                         self.net.run_in(f"n{i}"))
 
     def join_args(self, index: int) -> list[str]:
         return [*super().join_args(index),

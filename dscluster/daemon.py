@@ -74,9 +74,9 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
     try:
         # versions and tombstones, beside the store whatever its kind (a memory store's
         # records live and die with it)
-        replica = await ReplicaStore.open(
-            store, None if cfg.store.type == "memory" else resolve(conf_dir, RECORDS_DIR),
-            sync=cfg.store.sync)
+        records = None if cfg.store.type == "memory" else resolve(conf_dir, RECORDS_DIR)
+        restarted = records is not None and records.exists()
+        replica = await ReplicaStore.open(store, records, sync=cfg.store.sync)
     except BaseException:
         with trio.CancelScope(shield=True):
             await store.close()
@@ -121,7 +121,8 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                                   local=(cfg.member_index, server.answer_local),
                                   liveness=liveness)
             server.anti_entropy = anti_entropy = AntiEntropy(replica, caller, cfg.member_index,
-                                                              limits=cfg.limits)
+                                                              limits=cfg.limits,
+                                                              restarted=restarted)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(caller.watch)
                 nursery.start_soon(anti_entropy.run)

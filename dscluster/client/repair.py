@@ -51,8 +51,10 @@ async def repair_slots(caller: MemberCaller, slots: Sequence[int],
         totals["bytes"] += int(report.get("bytes", 0))
         for first, end in report.get("differing_slots", ()):
             differing.update(range(first, end))
+        why = report.get("why_unreachable", {})
         for peer in report.get("peers_unreachable", ()):
-            unreachable.setdefault(int(peer), f"unreachable from node {member}")
+            unreachable.setdefault(int(peer), f"unreachable from node {member}: "
+                                   + str(why.get(str(peer), "no reason given")))
 
     for i in range(0, len(ordered), REPAIR_CHUNK):
         chunk = ordered[i:i + REPAIR_CHUNK]

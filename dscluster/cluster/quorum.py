@@ -7,7 +7,10 @@ Theory of operation (Dynamo, Garage's ``try_write_many_sets`` without the sets y
   writer restamps above that and writes again, so a write that starts after another
   was acknowledged always ends up newer, whatever the clocks say (versions.py).
 - For each owner that cannot be reached, the write is handed to a live non-owner as a
-  durable hint (hinted handoff), delivered when the owner is back.
+  durable hint (hinted handoff), delivered when the owner is back; with no live
+  non-owner (R = N), to an owner that applied it (a hint that adds no copy).
+- Once a majority of owners applied every key of a write, the others get WRITE_GRACE
+  to answer; one that does not is treated as down (it gets a hint).
 - The write is acknowledged when ``owner_quorum(R)`` owners applied it and
   ``durable_quorum(R)`` nodes hold it (hints count for the second); otherwise it fails
   with Unavailable naming the slot and the owners that were down. It may then still be
@@ -24,8 +27,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import trio
 
 from .. import wire
 from ..blocks import BLOCKS_PREFIX, block_matches
@@ -42,6 +48,13 @@ log = logging.getLogger(__name__)
 MISSING, LIVE, TOMBSTONE = 0, 1, 2
 # a write refused as stale is restamped and sent again at most this many times
 MAX_RESTAMPS = 5
+# members that failed to take a write's hints before it gives up on hinting it
+MAX_HINT_MISSES = 2
+# how long the owners left may take once a majority applied a write; an owner slower
+# than that gets the write as a hint (it usually applies it anyway: the request is
+# abandoned, not undone). Owners on one LAN answer within milliseconds of each other;
+# a loaded 2-core test machine within a few hundred.
+WRITE_GRACE = 1.0
 SKIPPED = "believed down"
 
 
@@ -284,14 +297,18 @@ class ReplicaSet:
                     continue
                 per_member.setdefault(i, []).append(key)
         stale: dict[str, Version] = {}
+        enough = read_quorum(cmap.replication)
+        waiting: Counter[int] = Counter()  # member -> its requests not answered yet
 
         async def send(i: int, chunk: list[str]) -> None:
             msg = wire.WriteRecords(ops=[_op(k, values[k], versions[k]) for k in chunk])
             try:
                 ans = await self.caller.try_member(i, msg, dial_down=dial_down)
             except Unavailable as e:
+                waiting[i] -= 1
                 failed[i] = str(e)
                 return
+            waiting[i] -= 1  # a request the grace cut off stays counted
             assert isinstance(ans, wire.Written)
             for key, (ok, hlc, writer) in zip(chunk, ans.results, strict=True):
                 held = Version(hlc, writer)
@@ -301,11 +318,24 @@ class ReplicaSet:
                     newer.setdefault(key, set()).add(i)
                     if held > stale.get(key, ZERO):
                         stale[key] = held
+            # A majority of owners applied every key: no earlier acknowledged write can
+            # be newer unseen (its owners and ours intersect), so an owner that is slow
+            # or silently cut off gets a short grace, then a hint, rather than holding
+            # the write up for a whole request timeout.
+            if not stale and all(len(applied[k]) >= enough for k in keys):
+                grace.deadline = min(grace.deadline, trio.current_time() + WRITE_GRACE)
 
-        async with open_nursery() as n:
-            for i, member_keys in per_member.items():
-                for chunk in self.chunks(member_keys, values):
-                    n.start_soon(send, i, chunk)
+        with trio.CancelScope() as grace:
+            async with open_nursery() as n:
+                for i, member_keys in per_member.items():
+                    for chunk in self.chunks(member_keys, values):
+                        waiting[i] += 1
+                        n.start_soon(send, i, chunk)
+        for i, left in waiting.items():
+            if left > 0:
+                failed.setdefault(i, f"{cmap.members[i].describe()} did not answer within "
+                                  f"{WRITE_GRACE:g}s after a majority of owners applied "
+                                  "the write")
         return stale
 
     def chunks(self, keys: list[str], values: dict[str, bytes | None]) -> list[list[str]]:
@@ -336,24 +366,36 @@ class ReplicaSet:
 
         async def hand(target: int, keys: list[str]) -> None:
             owners_of = {k: set(cmap.write_set(slot_of(k))) for k in keys}
-            for holder in self._hint_holders(cmap, target, failed):
-                # a holder must not own the key itself: its copy already counts
-                mine = [k for k in keys if holder not in owners_of[k]]
-                if not mine:
-                    continue
-                try:
-                    for chunk in self.chunks(mine, values):
-                        await self.caller.try_member(holder, wire.StoreHints(
-                            target=target,
-                            ops=[_op(k, values[k], versions[k]) for k in chunk]))
-                except DSClusterError as e:
-                    log.debug("member %d did not take hints for %d: %s", holder, target, e)
-                    continue
-                for k in mine:
-                    hinted[k] = hinted.get(k, 0) + 1
-                keys = [k for k in keys if k not in mine]
-                if not keys:
-                    return
+            holders = self._hint_holders(cmap, target, failed)
+            misses = 0
+            # A non-owner's hint adds a copy, so it counts toward durability; where no
+            # non-owner is live (R = N), an owner that applied the write keeps the hint
+            # anyway, so the skipped owner gets it within a tick of its return instead of
+            # at the next full anti-entropy pass.
+            for counted in (True, False):
+                for holder in holders:
+                    mine = [k for k in keys if (holder not in owners_of[k] if counted
+                                                else holder in applied[k])]
+                    if not mine:
+                        continue
+                    try:
+                        for chunk in self.chunks(mine, values):
+                            await self.caller.try_member(holder, wire.StoreHints(
+                                target=target,
+                                ops=[_op(k, values[k], versions[k]) for k in chunk]))
+                    except DSClusterError as e:
+                        log.debug("member %d did not take hints for %d: %s", holder,
+                                  target, e)
+                        misses += 1
+                        if misses >= MAX_HINT_MISSES:
+                            return
+                        continue
+                    if counted:
+                        for k in mine:
+                            hinted[k] = hinted.get(k, 0) + 1
+                    keys = [k for k in keys if k not in mine]
+                    if not keys:
+                        return
 
         async with open_nursery() as n:
             for target, keys in per_target.items():
@@ -365,7 +407,7 @@ class ReplicaSet:
         n = len(cmap.members)
         ring = [(target + k) % n for k in range(1, n)]
         return [i for i in ring if i not in failed and cmap.members[i].state == JOINED
-                and self.caller.liveness.refusal(i) is None][:2]
+                and self.caller.liveness.refusal(i) is None]
 
     def _unavailable(self, what: str, slot: int, errors: dict[int, str], needed: int,
                      detail: str = "") -> Unavailable:

@@ -14,7 +14,9 @@ trees: a slot is small enough that its digest is the leaf):
   from the end of the previous one, so a long pass is not followed by another at once);
   a pass over the shared slots with a member as soon as it is seen up after being down
   or unknown (so a node that restarts, or whose peer restarts, catches up within about
-  a second); and on ``Repair`` (``dsclient repair``), over the slots asked.
+  a second); once, over the slots still behind, ``retry_after + SETTLE_MARGIN`` seconds
+  after the node started (the pass that ends its catching up); and on ``Repair``
+  (``dsclient repair``), over the slots asked.
 - Hints this node keeps for members that were down are sent to them as repairs
   (``WriteRecords(repair=True)``) once they answer, and dropped once applied.
 - Throttled, so that repair never crowds out client traffic: at most ``max_fetches``
@@ -63,6 +65,13 @@ DIGEST_CHUNK = 4096
 TICK = 1.0
 # after a failed hint delivery the target is left alone this long
 HINT_RETRY = 10.0
+# A restarted node counts as caught up only after a pass that began this long after it
+# started: until then clients that found it down still skip it (liveness.RETRY_AFTER) and
+# their writes reach only its co-owners, so an earlier pass would miss them. The margin
+# covers writes that decided to skip it just before and land a little later. A node's
+# first start needs no such wait: all of a new cluster's nodes would otherwise refuse
+# listings together (a replacement's empty disk is refilled by its first pass).
+SETTLE_MARGIN = 5.0
 
 
 class TokenBucket:
@@ -99,14 +108,15 @@ class _Pass:
     differing: set[int] = field(default_factory=set)
     pulled: int = 0
     bytes: int = 0
-    unreachable: set[int] = field(default_factory=set)
+    unreachable: dict[int, str] = field(default_factory=dict)  # peer -> why
     compared: set[int] = field(default_factory=set)  # peers the pass got through with
 
     def report(self) -> dict[str, Any]:
         return {"slots": self.slots_total, "differing": len(self.differing),
                 "differing_slots": slot_ranges(sorted(self.differing)),
                 "pulled": self.pulled, "bytes": self.bytes,
-                "peers_unreachable": sorted(self.unreachable)}
+                "peers_unreachable": sorted(self.unreachable),
+                "why_unreachable": {str(i): why for i, why in sorted(self.unreachable.items())}}
 
 
 def _wire_op(op: VersionedOp) -> list[Any]:
@@ -117,12 +127,15 @@ class AntiEntropy:
     def __init__(self, replica: ReplicaStore, caller: MemberCaller, index: int, *,
                  limits: Limits | None = None, max_fetches: int = MAX_FETCHES,
                  bytes_per_second: float = BYTES_PER_SECOND,
-                 digest_chunk: int = DIGEST_CHUNK) -> None:
+                 digest_chunk: int = DIGEST_CHUNK, restarted: bool = False) -> None:
+        """``restarted``: the node ran before (its data predates this process), so
+        clients that found it down may still skip it for a while (SETTLE_MARGIN)."""
         self.replica = replica
         self.caller = caller
         self.index = index
         self.limits = limits or Limits()
         self.digest_chunk = digest_chunk
+        self.restarted = restarted
         self._fetches = trio.CapacityLimiter(max_fetches)
         self._slots_at_once = trio.CapacityLimiter(max_fetches)
         self._bucket = TokenBucket(bytes_per_second, burst=bytes_per_second)
@@ -136,11 +149,16 @@ class AntiEntropy:
         # the slots not compared with any co-owner since this node started; None until
         # first asked (the map may still change while the node starts)
         self._behind: set[int] | None = None
+        # passes that begin before this (trio) time do not clear _behind; set by run()
+        self._settled_at: float | None = None
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self, interval: float = 30.0) -> None:
         """Full passes every ``interval`` seconds, a pass with each member seen coming
         back, and hint delivery, until cancelled."""
+        if self.restarted:
+            self._settled_at = (trio.current_time() + self.caller.liveness.retry_after
+                                + SETTLE_MARGIN)
         async with trio.open_nursery() as n:
             n.start_soon(self._hint_loop)
             await self._pass_loop(interval)
@@ -148,17 +166,26 @@ class AntiEntropy:
     async def _pass_loop(self, interval: float) -> None:
         up: set[int] = set()
         next_full = trio.current_time() + interval
+        settle_pass = self._settled_at is not None
         while True:
             now_up = {p for p in self._co_owners() if self.caller.liveness.state(p) == UP}
             back, up = now_up - up, now_up
             if back:
                 p = await _logged("pass", self._pass(self._shared_with(back), back))
-                up -= p.unreachable if p else back
+                up.difference_update(p.unreachable if p else back)
+            if settle_pass and self._settled():
+                # the pass that ends catching up, rather than waiting for the first full one
+                settle_pass = False
+                self.catching_up(())
+                p = await _logged("pass", self._pass(sorted(self._behind or ()), None))
+                if p is not None:
+                    up.difference_update(p.unreachable)
             if trio.current_time() >= next_full:
                 p = await _logged("pass", self._pass(list(range(SLOT_COUNT)), None))
                 if p is not None:
                     self._last_full = time.time()
-                    up -= p.unreachable  # to get a pass of their own once they answer
+                    # to get a pass of their own once they answer
+                    up.difference_update(p.unreachable)
                 next_full = trio.current_time() + interval
             await trio.sleep(TICK)
 
@@ -169,11 +196,12 @@ class AntiEntropy:
 
     # -- passes -----------------------------------------------------------------------------
     async def repair(self, slots: list[int]) -> dict[str, Any]:
-        """One pass now over ``slots`` (those this node owns) against every live
-        co-owner: ``{"slots", "differing", "differing_slots" ([first, end) ranges),
-        "pulled" (keys written here), "bytes" (of their values), "peers_unreachable"
-        (member indexes)}``."""
-        return (await self._pass(slots, None)).report()
+        """One pass now over ``slots`` (those this node owns) against every co-owner,
+        dialed even if believed down: ``{"slots", "differing", "differing_slots"
+        ([first, end) ranges), "pulled" (keys written here), "bytes" (of their values),
+        "peers_unreachable" (member indexes), "why_unreachable" ({index as a string:
+        why})}``."""
+        return (await self._pass(slots, None, dial_down=True)).report()
 
     def progress(self) -> dict[str, Any]:
         """For Stats: the passes running now (else the last one), keys and bytes pulled
@@ -192,19 +220,24 @@ class AntiEntropy:
 
     def catching_up(self, slots: Sequence[int]) -> int | None:
         """A slot among ``slots`` this node has not compared with any co-owner since it
-        started, or None. Until then it may lack writes made while it was down, so a
-        listing asks another owner (node/server.py)."""
+        started (in a pass that began once clients stopped skipping it, SETTLE_MARGIN),
+        or None. Until then it may lack writes made while it was down, so a listing asks
+        another owner (node/server.py)."""
         if self._behind is None:
             cmap = self.caller.state.map
             self._behind = {s for s in range(SLOT_COUNT)
                             if cmap.owns(self.index, s) and len(cmap.owners[s]) > 1}
         return next((s for s in slots if s in self._behind), None)
 
-    def _caught_up(self, cmap: ClusterMap, slots: Sequence[int], compared: set[int]) -> None:
+    def _settled(self) -> bool:
+        return self._settled_at is None or trio.current_time() >= self._settled_at
+
+    def _caught_up(self, cmap: ClusterMap, slots: Sequence[int], compared: set[int],
+                   settled: bool) -> None:
         if self._behind is None:
             self.catching_up(())
         assert self._behind is not None
-        if compared:
+        if compared and settled:
             self._behind.difference_update(
                 s for s in slots if not compared.isdisjoint(cmap.owners[s]))
 
@@ -233,9 +266,13 @@ class AntiEntropy:
         return [s for s in range(SLOT_COUNT) if cmap.owns(self.index, s)
                 and any(cmap.owns(p, s) for p in peers)]
 
-    async def _pass(self, slots: list[int], only: set[int] | None) -> _Pass:
+    async def _pass(self, slots: list[int], only: set[int] | None, *,
+                    dial_down: bool = False) -> _Pass:
+        """``dial_down``: peers this node believes down are tried too (a repair asked
+        for now, maybe right after a peer restarted, must not skip it on a stale mark)."""
         cmap = self.caller.state.map
         mine = sorted({s for s in slots if cmap.owns(self.index, s)})
+        settled = self._settled()
         p = _Pass(len(mine))
         self._passes.add(p)
         try:
@@ -245,30 +282,33 @@ class AntiEntropy:
                 # when we compare with the next, so no value is copied twice
                 for peer, shared in self._peers(chunk).items():
                     if (only is None or peer in only) and peer not in p.unreachable:
-                        await self._with_peer(peer, shared, p)
+                        await self._with_peer(peer, shared, p, dial_down)
                         if peer not in p.unreachable:
                             p.compared.add(peer)
                 p.slots_done += len(chunk)
         finally:
             self._passes.discard(p)
         self._last = p
-        self._caught_up(cmap, mine, p.compared)
+        self._caught_up(cmap, mine, p.compared, settled)
         if p.pulled:
             log.info("anti-entropy pulled %d keys (%d bytes) in %d of %d slots",
                      p.pulled, p.bytes, len(p.differing), p.slots_total)
         return p
 
-    async def _with_peer(self, peer: int, slots: list[int], p: _Pass) -> None:
+    async def _with_peer(self, peer: int, slots: list[int], p: _Pass,
+                         dial_down: bool) -> None:
         # the map of the moment: a member may have joined or changed since the pass began
         member = self.caller.state.map.members[peer]
         down = ("has not joined yet" if member.state != JOINED
-                else self.caller.liveness.refusal(peer))
+                else None if dial_down else self.caller.liveness.refusal(peer))
         if down is not None:
-            p.unreachable.add(peer)
+            p.unreachable[peer] = down
             log.debug("anti-entropy skips node %d: %s", peer, down)
             return
         try:
-            ans = await self.caller.ask(peer, wire.SlotDigests(slots=slot_ranges(slots)))
+            # once: its answer marks the peer up for the rest of the pass
+            ans = await self.caller.try_member(peer, wire.SlotDigests(slots=slot_ranges(slots)),
+                                               dial_down=dial_down)
             if not (isinstance(ans, wire.Digests)
                     and len(ans.digests) == DIGEST_BYTES * len(slots)):
                 raise RemoteProtocolError(f"node {peer} answered SlotDigests with "
@@ -282,7 +322,7 @@ class AntiEntropy:
                 for slot in differing:
                     n.start_soon(self._pull_slot, peer, slot, p)
         except DSClusterError as e:
-            p.unreachable.add(peer)
+            p.unreachable[peer] = str(e)
             _limited.warning("peer failed", "anti-entropy with node %d failed, going on "
                              "with the other members: %s", peer, e)
 

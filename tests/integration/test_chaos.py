@@ -9,7 +9,6 @@ them; the host's own network is never touched.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -27,7 +26,6 @@ import trio
 
 from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
-from dscluster.cluster.repair import AntiEntropy
 from dscluster.localcluster import READY_TIMEOUT, Cluster, NodeProc, tool
 from tests.integration.test_replication import (
     CONVERGE_BOUND,
@@ -44,11 +42,9 @@ ROUNDS = int(os.environ.get("DSCLUSTER_SOAK_ROUNDS", "2"))
 # its return to the client and the node catching up meanwhile.
 UP, DOWN, BACK = 2.0, 5.0, 6.0
 # Writes the client still skips the restarted node for (it believes it down for up to
-# 5 s, and with R = N there is no other node to keep a hint) reach it only by the next
-# periodic full pass, the first one `interval` seconds after the node started: so under
-# a load that goes on across the restart, convergence may take that long, plus a pass.
-FULL_PASS = inspect.signature(AntiEntropy.run).parameters["interval"].default
-CONVERGE_UNDER_LOAD = FULL_PASS + CONVERGE_BOUND
+# 5 s) reach it as hints, also with R = N (an owner keeps them), within a tick of the
+# holder seeing it back; the rest by its catch-up passes.
+CONVERGE_UNDER_LOAD = CONVERGE_BOUND
 # one cycle at its longest: every wait at its bound
 CYCLE = UP + DOWN + READY_TIMEOUT + BACK + CONVERGE_UNDER_LOAD + CONVERGE_BOUND + 30
 
@@ -77,10 +73,7 @@ async def test_kill_9_each_node_in_turn_under_load(tmp_path: Path, replication: 
                   f"{({k: round(v, 2) for k, v in load.slowest.items()})}")
     finally:
         c.stop()
-    # last, so that every cycle's other checks ran. With R = N a write the client sends
-    # while it still believes the restarted node down (up to 5 s after its return, so
-    # after the node's catch-up pass) misses that node, and a listing it serves misses
-    # the write until the next full pass: a known bug, reported
+    # last, so that every cycle's other checks ran
     assert not bad_listings, "wrong listings after restarts: " + "; ".join(
         f"{what}: {len(bad)}, first {bad[0]}" for what, bad in bad_listings.items())
 

@@ -11,7 +11,9 @@ import pytest
 import trio
 from multiformats import multihash
 
+from dscluster import wire
 from dscluster.blocks import BLOCKS_PREFIX
+from dscluster.cluster.quorum import WRITE_GRACE
 from dscluster.cluster.replica import VersionedOp
 from dscluster.cluster.versions import MAX_AHEAD_MS, HybridClock
 from dscluster.datastore import BatchOp
@@ -89,6 +91,51 @@ async def test_r2_one_owner_down_writes_on_with_a_hint_that_is_delivered():
     assert cluster.nodes[holder].server.replica.hint_count() == 0
     held = await cluster.nodes[owners[1]].server.replica.read(key, value=True)
     assert held.value == b"hinted"
+
+
+async def test_r_equals_n_an_owner_that_applied_the_write_keeps_the_hint():
+    # with every member an owner there is no non-owner to hint to: the owner skipped as
+    # down would miss the write until a full anti-entropy pass
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    cluster.kill(2)
+    await ds.put("/h/r3", b"for node 2")
+    holders = [i for i in (0, 1) if cluster.nodes[i].server.replica.hint_count()]
+    assert len(holders) == 1
+    cluster.revive(2)
+    assert await cluster.nodes[holders[0]].anti_entropy.deliver_hints() == 1
+    held = await cluster.nodes[2].server.replica.read("/h/r3", value=True)
+    assert held.value == b"for node 2"
+
+
+async def test_an_owner_held_hint_does_not_count_toward_durability():
+    # R=2 on 2 nodes: one owner applied it, no second copy anywhere: not acknowledged
+    cluster = await MemoryCluster.start(2, 2)
+    ds = cluster.client()
+    cluster.kill(1)
+    with pytest.raises(Unavailable, match="1 of 2 owners applied it"):
+        await ds.put("/h/r2", b"one copy")
+
+
+async def test_an_owner_that_stops_answering_costs_a_grace_not_a_request_timeout(
+        autojump_clock):
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    silent = cluster.nodes[2].server
+    answer = silent._answer
+
+    async def black_hole(msg, caller):
+        if isinstance(msg, wire.WriteRecords):
+            await trio.sleep_forever()  # connected, but never answers
+        return await answer(msg, caller)
+
+    silent._answer = black_hole
+    t0 = trio.current_time()
+    await ds.put("/slow/owner", b"v")
+    took = trio.current_time() - t0
+    assert took <= WRITE_GRACE + 0.1, took
+    hints = sum(n.server.replica.hint_count() for n in cluster.nodes[:2])
+    assert hints == 1  # node 2 gets it when it answers again
 
 
 async def test_read_repair_brings_a_stale_owner_up_to_date():

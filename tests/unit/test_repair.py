@@ -15,7 +15,7 @@ import trio.testing
 from dscluster import wire
 from dscluster.client.repair import disagreeing_slots, repair_slots, slot_health
 from dscluster.cluster.liveness import RETRY_AFTER
-from dscluster.cluster.repair import HINT_RETRY, AntiEntropy, TokenBucket
+from dscluster.cluster.repair import HINT_RETRY, SETTLE_MARGIN, AntiEntropy, TokenBucket
 from dscluster.cluster.replica import LIVE, TOMBSTONE, VersionedOp
 from dscluster.cluster.versions import Version
 from dscluster.clustermap import ClusterMap
@@ -108,7 +108,8 @@ async def test_a_tombstone_wins_over_an_older_value_and_is_not_fetched():
     report = await cluster.nodes[0].anti_entropy.repair([slot_of("/x")])
     assert report == {"slots": 1, "differing": 1,
                       "differing_slots": [[slot_of("/x"), slot_of("/x") + 1]],
-                      "pulled": 1, "bytes": 0, "peers_unreachable": []}
+                      "pulled": 1, "bytes": 0, "peers_unreachable": [],
+                      "why_unreachable": {}}
     got = await cluster.nodes[0].server.replica.read("/x", value=True)
     assert got.state == TOMBSTONE and got.version == write(3)[1]
     assert not any(isinstance(m, wire.ReadRecord) for m in asked)
@@ -151,8 +152,10 @@ async def test_a_peer_failing_mid_pass_does_not_stop_the_pass_with_the_others():
     replica = cluster.nodes[0].server.replica
     for k in keys:
         assert (await replica.read(k, value=False)).version == write(2)[1]
-    # the next pass skips node 1 while it is marked down, and says so
-    assert (await cluster.nodes[0].anti_entropy.repair(ALL))["peers_unreachable"] == [1]
+    # a repair asked for dials node 1 although it is marked down, and says why it failed
+    again = await cluster.nodes[0].anti_entropy.repair(ALL)
+    assert again["peers_unreachable"] == [1]
+    assert "unavailable" in again["why_unreachable"]["1"]
 
 
 async def test_value_fetches_are_limited_in_number():
@@ -276,6 +279,43 @@ async def test_a_node_that_comes_back_catches_up_without_waiting_for_the_interva
     assert progress["last_pass_finished"] is None  # no full pass yet
 
 
+async def test_catching_up_ends_only_with_a_pass_after_clients_stop_skipping_the_node(
+        autojump_clock):
+    cluster = await MemoryCluster.start(3, 3)
+    node = cluster.nodes[2]
+    node.anti_entropy.restarted = True
+    async with trio.open_nursery() as n:
+        n.start_soon(node.caller.watch)
+        n.start_soon(node.anti_entropy.run, 3600.0)
+        await trio.sleep(2)  # the pass with the members seen back has run
+        # a write from a client that still believes node 2 down: only 0 and 1 get it
+        for i in (0, 1):
+            await put(cluster, i, "/skipped", 1)
+        await trio.sleep(1)
+        assert node.anti_entropy.catching_up(ALL) is not None
+        await trio.sleep(RETRY_AFTER + SETTLE_MARGIN)
+        behind = node.anti_entropy.catching_up(ALL)
+        n.cancel_scope.cancel()
+    assert behind is None
+    held = await node.server.replica.read("/skipped", value=True)
+    assert held.value == write(1)[0]
+
+
+async def test_a_first_start_is_caught_up_after_its_first_pass(autojump_clock):
+    # every node of a new cluster starts at once: none may wait out the restart margin,
+    # or all would refuse listings together
+    cluster = await MemoryCluster.start(3, 3)
+    node = cluster.nodes[2]
+    assert node.anti_entropy.catching_up(ALL) is not None
+    async with trio.open_nursery() as n:
+        n.start_soon(node.caller.watch)
+        n.start_soon(node.anti_entropy.run, 3600.0)
+        await trio.sleep(2)
+        behind = node.anti_entropy.catching_up(ALL)
+        n.cancel_scope.cancel()
+    assert behind is None
+
+
 async def test_the_loop_runs_full_passes_and_reports_them(autojump_clock):
     cluster = await MemoryCluster.start(3, 3)
     newest = await diverge(cluster, keys=50)
@@ -321,8 +361,10 @@ async def test_client_repair_reports_members_that_are_down_and_goes_on(autojump_
     assert cluster.digests(0) == cluster.digests(1)
     assert await disagreeing_slots(caller) == set()  # among the owners that answer
     cluster.revive(2)
-    await trio.sleep(RETRY_AFTER)  # until the others try node 2 again
-    assert (await repair_slots(caller, ALL, lambda n: None))["unreachable"] == {}
+    # at once, by a new dsclient: nodes 0 and 1 still believe node 2 down, and dial it
+    # anyway for a repair asked for
+    fresh = cluster.client().caller
+    assert (await repair_slots(fresh, ALL, lambda n: None))["unreachable"] == {}
     await assert_converged(cluster, newest)
 
 

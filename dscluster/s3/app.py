@@ -45,6 +45,7 @@ HANDLERS: dict[Endpoint, Handler] = {
     Endpoint.GET_BUCKET_VERSIONING: buckets.get_bucket_versioning,
     Endpoint.LIST_OBJECTS: listing.list_objects,
     Endpoint.LIST_OBJECTS_V2: listing.list_objects_v2,
+    Endpoint.LIST_OBJECT_VERSIONS: listing.list_object_versions,
     Endpoint.LIST_MULTIPART_UPLOADS: multipart.list_uploads,
     Endpoint.DELETE_OBJECTS: objects.delete_many,
     Endpoint.PUT_OBJECT: objects.put_object,
@@ -106,7 +107,7 @@ class S3App:
         req.auth = authenticate(req.method, req.path, req.query_pairs, req.headers,
                                 secret_for=settings.secret_for,
                                 allow_anonymous=settings.allow_anonymous,
-                                now=datetime.now(UTC))
+                                now=datetime.now(UTC), raw_path=req.raw_path)
         # a presigned URL's signed x-amz-* query values stand for the headers they name
         req.headers += req.auth.query_headers
         # routed after authentication, so that what makes a PUT a copy (x-amz-copy-source)

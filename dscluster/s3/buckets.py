@@ -1,6 +1,9 @@
 """Bucket endpoints: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, and the
 GetBucketLocation / GetBucketVersioning probes that S3 tools make before other calls.
 
+ListBuckets pages by name (max-buckets, continuation-token). A repeated CreateBucket
+succeeds in us-east-1, as on AWS.
+
 A bucket exists when its record ``/.s3/buckets/<B>`` does; its objects are the keys
 under ``/<B>``. Every credential may use every bucket (there are no ACLs), so all
 buckets have one owner (``xml.OWNER``). Creating a bucket over a datastore prefix that
@@ -11,13 +14,13 @@ the operator listed in ``adopt_prefixes``.
 
 from __future__ import annotations
 
-from ..query import Query
+from ..query import FilterKeyCompare, Query
 from . import keymap
 from .body import RequestBody
 from .context import Gateway
 from .errors import S3Error
 from .http import Request, Response, xml_response
-from .listing import first_object
+from .listing import decode_token, encode_token, first_object
 from .meta import BucketRecord, decode, encode, now_ms
 from .router import Route
 from .storage import (
@@ -28,22 +31,48 @@ from .storage import (
     open_query,
     require_bucket,
 )
-from .xml import OWNER, iso8601
+from .xml import OWNER, Node, iso8601
 
 # a CreateBucketConfiguration is a few hundred bytes
 MAX_CONFIG_BODY = 64 << 10
+# S3's limit on max-buckets, and its page size when none is given
+MAX_BUCKETS = 10000
 
 
 async def list_buckets(gw: Gateway, req: Request, route: Route) -> Response:
-    buckets = []
-    async with open_query(gw.ds, Query(prefix=keymap.BUCKETS_PREFIX)) as entries:
+    """ListBuckets, by name, ``max-buckets`` at a time (``continuation-token``), maybe
+    only those starting with ``prefix``."""
+    max_buckets = req.count_param("max-buckets", MAX_BUCKETS)
+    if not 1 <= max_buckets <= MAX_BUCKETS:
+        raise S3Error("InvalidArgument", f"max-buckets must be from 1 to {MAX_BUCKETS}.",
+                      ArgumentName="max-buckets", ArgumentValue=str(max_buckets))
+    prefix = req.param("prefix") or ""
+    token = req.param("continuation-token") or None
+    after = decode_token(token)[0] if token is not None else None
+    filters = (FilterKeyCompare(">", keymap.bucket_key(after)),) if after is not None else ()
+    buckets: list[Node] = []
+    truncated = False
+    async with open_query(gw.ds, Query(prefix=keymap.BUCKETS_PREFIX,
+                                       filters=filters)) as entries:
         async for e in entries:
             record = decode(BucketRecord, e.value)
             name = e.key.rsplit("/", 1)[1]
-            if record is not None:
-                buckets.append(("Bucket", [("Name", name),
-                                           ("CreationDate", iso8601(record.created_ms))]))
-    return xml_response("ListAllMyBucketsResult", [("Owner", OWNER), ("Buckets", buckets)])
+            if not name.startswith(prefix):
+                if name > prefix:
+                    break  # names are sorted: none further starts with it
+                continue
+            if record is None:
+                continue
+            if len(buckets) == max_buckets:
+                truncated = True
+                break
+            buckets.append(("Bucket", [("Name", name),
+                                       ("CreationDate", iso8601(record.created_ms))]))
+            after = name
+    return xml_response("ListAllMyBucketsResult", [
+        ("Owner", OWNER), ("Buckets", buckets), ("Prefix", prefix or None),
+        ("ContinuationToken", encode_token((after, False)) if truncated and after else None),
+    ])
 
 
 async def create_bucket(gw: Gateway, req: Request, route: Route) -> Response:
@@ -57,6 +86,10 @@ async def create_bucket(gw: Gateway, req: Request, route: Route) -> Response:
     record, held = await gather(lambda: bucket_record(gw.ds, bucket),
                                 lambda: first_key_under(gw.ds, keymap.data_prefix(bucket)))
     if record is not None:
+        # us-east-1 answers a repeated CreateBucket with success (datastore-s3's
+        # createIfMissing relies on it); every other region with 409
+        if gw.settings.region == "us-east-1":
+            return Response(200, [("location", f"/{bucket}")])
         raise S3Error("BucketAlreadyOwnedByYou", BucketName=bucket)
     if held is not None and bucket not in gw.settings.adopt_prefixes:
         raise S3Error("BucketAlreadyExists", f"The datastore already holds keys under "

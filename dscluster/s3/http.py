@@ -48,6 +48,8 @@ class Request:
     headers: list[tuple[str, str]]
     receive: Receive
     request_id: str
+    # the path as sent (percent-encoded), which Signature Version 2 signs
+    raw_path: str = "/"
     auth: Authorized | None = None
     # how much of the body has been received, and whether all of it
     body_received: int = 0
@@ -116,7 +118,8 @@ def parse_request(scope: Scope, receive: Receive, request_id: str) -> Request:
     except UnicodeDecodeError:
         raise S3Error("InvalidArgument", "The request URI is not valid UTF-8.") from None
     headers = [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in scope["headers"]]
-    return Request(scope["method"].upper(), path, query, headers, receive, request_id)
+    return Request(scope["method"].upper(), path, query, headers, receive, request_id,
+                   raw_path.decode("latin-1"))
 
 
 def http_date(ms: int) -> str:

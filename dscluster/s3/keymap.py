@@ -39,6 +39,8 @@ _B32_DIGITS = frozenset("0123456789abcdefghijklmnopqrstuv")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
+# buckets are never versioned: every object's one version is S3's "null" version
+NULL_VERSION = "null"
 
 
 def valid_bucket_name(name: str) -> bool:
@@ -59,6 +61,14 @@ def check_object_key(key: str) -> None:
     if "\0" in key:
         # NUL can't be written in XML 1.0 at all, and C-string paths stop at it
         raise S3Error("InvalidArgument", "An object key must not contain NUL.")
+
+
+def check_version_id(version_id: str, name: str = "versionId") -> None:
+    """InvalidArgument for any version id but "null", as S3 answers one that names no
+    version of an unversioned bucket."""
+    if version_id != NULL_VERSION:
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName=name,
+                      ArgumentValue=version_id[:64])
 
 
 def is_natural(key: str) -> bool:

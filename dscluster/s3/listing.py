@@ -1,4 +1,5 @@
-"""ListObjectsV2 and ListObjects, page by page from the datastore's ordered query.
+"""ListObjectsV2, ListObjects and ListObjectVersions (every object one "null" version),
+page by page from the datastore's ordered query.
 
 Theory of operation. A bucket's objects come from two key-ordered spaces (keymap.py):
 natural keys under ``/B`` and escaped keys under ``/B/%``; each is walked by a
@@ -230,6 +231,8 @@ async def list_page(
     past the prefix rolled up into common prefixes."""
     page = Page([], [], False, None)
     start: str | None = prefix
+    if max_keys == 0:  # S3 answers an empty page that is not truncated
+        return page
     if after is not None:
         bound = successor(after) if after_prefix else after + "\0"
         start = None if bound is None else max(prefix, bound)
@@ -307,28 +310,35 @@ def _is_common_prefix(p: _Params, key: str) -> bool:
     return key.find(p.delimiter, len(p.prefix)) == len(key) - len(p.delimiter)
 
 
+def _object(item: Listed, owner: bool) -> list[Node]:
+    """The elements of one object in a listing, after its Key (and VersionId)."""
+    meta = item.meta
+    return [
+        ("LastModified", iso8601(meta.mtime_ms if meta else 0)),
+        ("ETag", quote_etag(meta.etag) if meta and meta.etag else None),
+        ("Size", item.size),
+        ("StorageClass", "STANDARD"),
+        ("Owner", OWNER if owner else None),
+    ]
+
+
+def _prefixes(p: _Params, page: Page) -> list[Node]:
+    return [("CommonPrefixes", [("Prefix", p.enc(cp))]) for cp in page.prefixes]
+
+
 def _contents(p: _Params, page: Page, owner: bool) -> list[Node]:
-    nodes: list[Node] = []
-    for item in page.contents:
-        meta = item.meta
-        nodes.append(("Contents", [
-            ("Key", p.enc(item.key)),
-            ("LastModified", iso8601(meta.mtime_ms if meta else 0)),
-            ("ETag", quote_etag(meta.etag) if meta and meta.etag else None),
-            ("Size", item.size),
-            ("StorageClass", "STANDARD"),
-            ("Owner", OWNER if owner else None),
-        ]))
-    nodes += [("CommonPrefixes", [("Prefix", p.enc(cp))]) for cp in page.prefixes]
-    return nodes
+    nodes: list[Node] = [("Contents", [("Key", p.enc(item.key)), *_object(item, owner)])
+                         for item in page.contents]
+    return nodes + _prefixes(p, page)
 
 
-def _token(last: tuple[str, bool]) -> str:
+def encode_token(last: tuple[str, bool]) -> str:
+    """An opaque continuation token: the last key (or common prefix) returned."""
     key, is_prefix = last
     return base64.urlsafe_b64encode(("p" if is_prefix else "k").encode() + key.encode()).decode()
 
 
-def _untoken(token: str) -> tuple[str, bool]:
+def decode_token(token: str) -> tuple[str, bool]:
     try:
         raw = base64.urlsafe_b64decode(token.encode("ascii")).decode()
     except (binascii.Error, UnicodeError, ValueError):
@@ -343,11 +353,12 @@ async def list_objects_v2(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None
     await require_bucket(gw.ds, route.bucket)
     p = _params(req)
-    token = req.param("continuation-token")
+    # an empty token is no token (some clients send the first page's "")
+    token = req.param("continuation-token") or None
     start_after = req.param("start-after")
     after, after_prefix = None, False
     if token is not None:
-        after, after_prefix = _untoken(token)
+        after, after_prefix = decode_token(token)
     elif start_after:
         after, after_prefix = start_after, _is_common_prefix(p, start_after)
     page = await list_page(gw.ds, route.bucket, prefix=p.prefix, delimiter=p.delimiter,
@@ -361,7 +372,8 @@ async def list_objects_v2(gw: Gateway, req: Request, route: Route) -> Response:
         ("KeyCount", len(page.contents) + len(page.prefixes)),
         ("IsTruncated", page.truncated),
         ("ContinuationToken", token),
-        ("NextContinuationToken", _token(page.last) if page.truncated and page.last else None),
+        ("NextContinuationToken",
+         encode_token(page.last) if page.truncated and page.last else None),
         ("StartAfter", p.enc(start_after)),
         ("EncodingType", "url" if p.url else None),
         *_contents(p, page, fetch_owner),
@@ -386,4 +398,45 @@ async def list_objects(gw: Gateway, req: Request, route: Route) -> Response:
         ("NextMarker", p.enc(page.last[0]) if page.truncated and page.last else None),
         ("EncodingType", "url" if p.url else None),
         *_contents(p, page, True),
+    ])
+
+
+async def list_object_versions(gw: Gateway, req: Request, route: Route) -> Response:
+    """ListObjectVersions of a bucket that is never versioned: every object is one
+    version, ``null``, the latest (what cleanup code that deletes every version of
+    every object lists)."""
+    assert route.bucket is not None
+    await require_bucket(gw.ds, route.bucket)
+    p = _params(req)
+    key_marker = req.param("key-marker") or ""
+    version_marker = req.param("version-id-marker") or None
+    if version_marker is not None:
+        if not key_marker:
+            raise S3Error("InvalidArgument", "A version-id marker cannot be specified "
+                          "without a key marker.", ArgumentName="version-id-marker",
+                          ArgumentValue=version_marker)
+        keymap.check_version_id(version_marker, "version-id-marker")
+    # each key has only the null version, so a version marker changes nothing: the
+    # listing goes on after the key marker either way
+    page = await list_page(gw.ds, route.bucket, prefix=p.prefix, delimiter=p.delimiter,
+                           after=key_marker or None,
+                           after_prefix=_is_common_prefix(p, key_marker),
+                           max_keys=p.max_keys)
+    last = page.last if page.truncated else None
+    versions: list[Node] = [("Version", [
+        ("Key", p.enc(item.key)), ("VersionId", keymap.NULL_VERSION), ("IsLatest", True),
+        *_object(item, True)]) for item in page.contents]
+    return xml_response("ListVersionsResult", [
+        ("Name", route.bucket),
+        ("Prefix", p.enc(p.prefix)),
+        ("KeyMarker", p.enc(key_marker)),
+        ("VersionIdMarker", version_marker or ""),
+        ("NextKeyMarker", p.enc(last[0]) if last else None),
+        ("NextVersionIdMarker", keymap.NULL_VERSION if last and not last[1] else None),
+        ("MaxKeys", p.max_keys),
+        ("Delimiter", p.enc(p.delimiter) or None),
+        ("IsTruncated", page.truncated),
+        ("EncodingType", "url" if p.url else None),
+        *versions,
+        *_prefixes(p, page),
     ])

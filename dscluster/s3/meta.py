@@ -31,8 +31,10 @@ STORED_HEADERS = (
 )
 
 
-# every chunked object's CID is returned as the user metadata "ipfs-cid"
-# (x-amz-meta-ipfs-cid), which every S3 tool shows; clients can't set it themselves
+# a chunked object's CID is returned in a header of its own; one stored by a single PUT
+# (whose CID is `ipfs add`'s) also as the user metadata "ipfs-cid", which every S3 tool
+# shows (x-amz-meta-ipfs-cid); clients can't set that name themselves
+CID_HEADER = "x-ipfs-cid"
 CID_META = "ipfs-cid"
 
 
@@ -67,10 +69,19 @@ class ObjectMeta:
     user: dict[str, str] = field(default_factory=dict)
     checksum: Checksum | None = None
     parts: int = 0
+    # a multipart object's part sizes, for GET by partNumber (empty in records written
+    # before they were kept)
+    part_sizes: list[int] = field(default_factory=list)
+    # the upload a multipart object was completed from, so that a retried
+    # CompleteMultipartUpload gets the same answer
+    upload_id: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 0 or not isinstance(self.mtime_ms, int):
             raise ValueError("bad object record")
+        if not isinstance(self.part_sizes, list) or not all(
+                isinstance(n, int) for n in self.part_sizes):
+            raise ValueError("bad part sizes")
         if isinstance(self.checksum, dict):
             object.__setattr__(self, "checksum", Checksum(**self.checksum))
 

@@ -7,7 +7,9 @@ the client's list against those records and joins the parts' DAGs with
 ``unixfs.concat``, which reads only the parts' root blocks, so completing a 5 GB upload
 is as quick as a small one. The object's ETag is S3's: the MD5 of the parts' binary
 MD5s, then "-<number of parts>". Upload ids start with the creation time in hex, so an
-object's uploads list in the order they were started, as in S3.
+object's uploads list in the order they were started, as in S3. The object's record
+keeps the upload id and the part sizes: a retried completion is recognised by the
+first, GET by partNumber reads the second.
 """
 
 from __future__ import annotations
@@ -28,20 +30,33 @@ from .context import Gateway
 from .errors import S3Error
 from .http import Request, Response, is_count, quote_etag, xml_response
 from .listing import Cursor, successor
-from .meta import Checksum, ObjectMeta, PartRecord, UploadRecord, decode, encode, now_ms
-from .objects import (
+from .meta import (
     CID_HEADER,
+    Checksum,
+    ObjectMeta,
+    PartRecord,
+    UploadRecord,
+    decode,
+    encode,
+    now_ms,
+)
+from .objects import (
+    MAX_PARTS,
+    check_write_conditions,
     checksum_headers,
     find_copy_source,
     receive_body,
     stored_fields,
+    write_conditions,
 )
+from .objects import part_number as _part_number
 from .router import Route
 from .storage import (
     add_file,
     commit,
     concat_files,
     delete_prefix,
+    find_object,
     gather,
     get_or_none,
     open_content,
@@ -50,7 +65,6 @@ from .storage import (
 )
 from .xml import OWNER, Node, child_text, children, iso8601, local, parse
 
-MAX_PARTS = 10000
 MAX_LIST = 1000
 # a CompleteMultipartUpload body naming 10000 parts with their checksums
 MAX_COMPLETE_BODY = 8 << 20
@@ -60,14 +74,6 @@ _COPY_RANGE_RE = re.compile(r"bytes=(\d{1,20})-(\d{1,20})")
 
 def _upload_id() -> str:
     return f"{time.time_ns():016x}{secrets.token_hex(8)}"
-
-
-def _part_number(req: Request) -> int:
-    raw = req.param("partNumber") or ""
-    if len(raw) > 5 or not raw.isdecimal() or not 1 <= int(raw) <= MAX_PARTS:
-        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and "
-                      f"{MAX_PARTS}, inclusive", ArgumentName="partNumber", ArgumentValue=raw)
-    return int(raw)
 
 
 async def _upload(gw: Gateway, req: Request, route: Route) -> tuple[str, UploadRecord]:
@@ -150,7 +156,8 @@ async def upload_part_copy(gw: Gateway, req: Request, route: Route) -> Response:
 
 
 def _requested_parts(raw: bytes) -> list[tuple[int, str, dict[str, str]]]:
-    """(number, etag, {algorithm: checksum}) of each Part of a CompleteMultipartUpload."""
+    """(number, etag, {algorithm: checksum}) of each Part of a CompleteMultipartUpload,
+    in the order given."""
     root = parse(raw)
     parts = children(root, "Part")
     if local(root.tag) != "CompleteMultipartUpload" or not 0 < len(parts) <= MAX_PARTS:
@@ -190,16 +197,48 @@ async def _forget_upload(gw: Gateway, bucket: str, key: str, upload_id: str) -> 
     await gw.ds.delete(keymap.upload_key(bucket, key, upload_id))
 
 
+def _completed(bucket: str, key: str, meta: ObjectMeta) -> Response:
+    """CompleteMultipartUpload's answer for the object it made."""
+    assert meta.cid is not None
+    resp = xml_response("CompleteMultipartUploadResult", [
+        ("Location", f"/{bucket}/{key}"), ("Bucket", bucket), ("Key", key),
+        ("ETag", quote_etag(meta.etag)), *_checksum_node(meta.checksum)])
+    resp.headers.append((CID_HEADER, meta.cid))
+    return resp
+
+
+async def _retried(gw: Gateway, req: Request, route: Route) -> Response | None:
+    """The answer to a CompleteMultipartUpload that already succeeded (a client
+    retrying after a lost response): the object still made from that upload says so."""
+    assert route.bucket is not None and route.key is not None
+    upload_id = req.param("uploadId") or ""
+    try:
+        meta = (await find_object(gw.ds, route.bucket, route.key, with_data=False)).meta
+    except S3Error:
+        return None
+    if meta.upload_id != upload_id or meta.cid is None:
+        return None
+    return _completed(route.bucket, route.key, meta)
+
+
 async def complete_upload(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None and route.key is not None
-    upload_id, upload = await _upload(gw, req, route)
+    try:
+        upload_id, upload = await _upload(gw, req, route)
+    except S3Error as e:
+        if e.code != "NoSuchUpload" or (done := await _retried(gw, req, route)) is None:
+            raise
+        return done
+    conditions = write_conditions(req)
     body = RequestBody(req, max_size=MAX_COMPLETE_BODY)
     raw = await body.read_all()
     body.verify()
     requested = _requested_parts(raw)
     numbers = [n for n, _, _ in requested]
-    if any(a >= b for a, b in itertools.pairwise(numbers)):
+    if any(a > b for a, b in itertools.pairwise(numbers)):
         raise S3Error("InvalidPartOrder", UploadId=upload_id)
+    # a part named twice is the last one given (as S3 takes it)
+    requested = list({n: (n, etag, sums) for n, etag, sums in requested}.values())
     records = await _part_records(gw, route.bucket, upload_id)
     chosen: list[PartRecord] = []
     for i, (number, etag, sums) in enumerate(requested):
@@ -226,14 +265,12 @@ async def complete_upload(gw: Gateway, req: Request, route: Route) -> Response:
                             "COMPOSITE")
     meta = ObjectMeta(size=joined.size, etag=etag, mtime_ms=now_ms(), cid=joined.cid,
                       content_type=upload.content_type, headers=upload.headers,
-                      user=upload.user, checksum=checksum, parts=len(chosen))
+                      user=upload.user, checksum=checksum, parts=len(chosen),
+                      part_sizes=[r.size for r in chosen], upload_id=upload_id)
+    await check_write_conditions(gw, route.bucket, route.key, conditions)
     await commit(gw.ds, route.bucket, route.key, meta)
     await _forget_upload(gw, route.bucket, route.key, upload_id)
-    resp = xml_response("CompleteMultipartUploadResult", [
-        ("Location", f"/{route.bucket}/{route.key}"), ("Bucket", route.bucket),
-        ("Key", route.key), ("ETag", quote_etag(etag)), *_checksum_node(checksum)])
-    resp.headers.append((CID_HEADER, joined.cid))
-    return resp
+    return _completed(route.bucket, route.key, meta)
 
 
 async def abort_upload(gw: Gateway, req: Request, route: Route) -> Response:

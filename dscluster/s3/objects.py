@@ -1,5 +1,6 @@
 """Object endpoints: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects and
-CopyObject, with S3's conditional requests, ranges and response-header overrides.
+CopyObject, with S3's conditional requests and writes, ranges and reads by partNumber,
+response-header overrides, and versionId "null" (buckets are never versioned).
 
 Theory of operation. A PUT reads the body up to ``max_value_size`` bytes; if it ended
 there, the object is stored inline (exactly its bytes at its key), otherwise what was
@@ -23,6 +24,7 @@ from .context import Gateway
 from .errors import S3Error
 from .http import Request, Response, etag_list, http_date, quote_etag, xml_response
 from .meta import (
+    CID_HEADER,
     CID_META,
     DEFAULT_CONTENT_TYPE,
     STORED_HEADERS,
@@ -42,7 +44,7 @@ from .storage import (
     prepend,
     require_bucket,
 )
-from .xml import child_text, children, iso8601, local, parse
+from .xml import Node, child_text, children, iso8601, local, parse
 
 # S3's limit on user metadata (names and values of x-amz-meta-*)
 MAX_USER_META = 2048
@@ -50,7 +52,8 @@ MAX_USER_META = 2048
 MAX_DELETE_BODY = 4 << 20
 MAX_DELETE_KEYS = 1000
 USER_META_PREFIX = "x-amz-meta-"
-CID_HEADER = USER_META_PREFIX + CID_META
+CID_META_HEADER = USER_META_PREFIX + CID_META
+MAX_PARTS = 10000
 # query parameters of a GET that override the stored response headers
 RESPONSE_OVERRIDES = {
     "response-cache-control": "cache-control",
@@ -122,7 +125,7 @@ def stored_fields(req: Request) -> tuple[str, dict[str, str], dict[str, str]]:
         if value is not None:
             headers[name] = value
     user = {n[len(USER_META_PREFIX):]: v for n, v in req.headers
-            if n.startswith(USER_META_PREFIX) and n != CID_HEADER}
+            if n.startswith(USER_META_PREFIX) and n != CID_META_HEADER}
     if sum(len(k) + len(v) for k, v in user.items()) > MAX_USER_META:
         raise S3Error("MetadataTooLarge", MaxSizeAllowed=str(MAX_USER_META))
     return content_type, headers, user
@@ -135,6 +138,18 @@ def checksum_headers(checksum: Checksum | None) -> list[tuple[str, str]]:
             ("x-amz-checksum-type", checksum.type)]
 
 
+def cid_headers(meta: ObjectMeta) -> list[tuple[str, str]]:
+    """Where a chunked object's CID is shown: its own header, and the user metadata
+    ipfs-cid for an object of one PUT (a multipart object's user metadata is only what
+    its uploader set)."""
+    if meta.cid is None:
+        return []
+    out = [(CID_HEADER, meta.cid)]
+    if not meta.parts:
+        out.append((CID_META_HEADER, meta.cid))
+    return out
+
+
 def object_headers(req: Request, meta: ObjectMeta, *, whole: bool) -> list[tuple[str, str]]:
     """The headers GET and HEAD return for an object (``whole``: not a range of it)."""
     h = [("last-modified", http_date(meta.mtime_ms)), ("content-type", meta.content_type),
@@ -143,8 +158,7 @@ def object_headers(req: Request, meta: ObjectMeta, *, whole: bool) -> list[tuple
         h.append(("etag", quote_etag(meta.etag)))
     h += list(meta.headers.items())
     h += [(USER_META_PREFIX + k, v) for k, v in meta.user.items()]
-    if meta.cid is not None:
-        h.append((CID_HEADER, meta.cid))
+    h += cid_headers(meta)
     if meta.parts:
         h.append(("x-amz-mp-parts-count", str(meta.parts)))
     if whole and (req.header("x-amz-checksum-mode") or "").upper() == "ENABLED":
@@ -218,14 +232,43 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def part_number(req: Request) -> int:
+    """The partNumber parameter: 1 to 10000."""
+    raw = req.param("partNumber") or ""
+    if len(raw) > 5 or not raw.isdecimal() or not 1 <= int(raw) <= MAX_PARTS:
+        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and "
+                      f"{MAX_PARTS}, inclusive", ArgumentName="partNumber", ArgumentValue=raw)
+    return int(raw)
+
+
+def part_range(meta: ObjectMeta, number: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of part ``number``: one of a multipart object's parts, or
+    for any other object part 1, all of it (None for an empty one: no range)."""
+    sizes = meta.part_sizes if meta.parts else [meta.size]
+    if meta.parts and not sizes:
+        raise S3Error("NotImplemented", "This object was completed before the gateway kept "
+                      "part sizes; read it by Range instead of partNumber.")
+    if number > len(sizes):
+        raise S3Error("InvalidPart", "The requested partnumber is not satisfiable",
+                      PartNumber=str(number), PartsCount=str(len(sizes)))
+    start = sum(sizes[:number - 1])
+    return (start, start + sizes[number - 1] - 1) if sizes[number - 1] else None
+
+
 async def _read(gw: Gateway, req: Request, route: Route, *, head: bool) -> Response:
     assert route.bucket is not None and route.key is not None
-    if req.param("partNumber") is not None:
-        raise S3Error("NotImplemented", "GetObject by partNumber is not supported.")
+    version_id = req.param("versionId")
+    if version_id is not None:
+        keymap.check_version_id(version_id)
+    number = part_number(req) if req.param("partNumber") is not None else None
+    if number is not None and req.header("range") is not None:
+        raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber "
+                      "query parameter")
     found = await find_object(gw.ds, route.bucket, route.key, with_data=not head)
     meta = found.meta
     check_conditions(req, meta)
-    rng = parse_range(req.header("range"), meta.size)
+    rng = (part_range(meta, number) if number is not None
+           else parse_range(req.header("range"), meta.size))
     headers = object_headers(req, meta, whole=rng is None)
     status, start, length = 200, 0, meta.size
     if rng is not None:
@@ -245,31 +288,68 @@ async def head_object(gw: Gateway, req: Request, route: Route) -> Response:
     return await _read(gw, req, route, head=True)
 
 
+def write_conditions(req: Request) -> tuple[str | None, str | None]:
+    """(If-None-Match, If-Match) of a write, refused before its body is read when S3
+    would refuse them: If-None-Match takes only "*"."""
+    if_none, if_match = req.header("if-none-match"), req.header("if-match")
+    if if_none is not None and etag_list(if_none) != ["*"]:
+        raise S3Error("NotImplemented", "If-None-Match on a write takes only \"*\".")
+    return if_none, if_match
+
+
+async def check_write_conditions(gw: Gateway, bucket: str, key: str,
+                                 conditions: tuple[str | None, str | None]) -> None:
+    """PreconditionFailed unless the object is as a conditional write wants it:
+    If-None-Match: * (no object yet) or If-Match (its ETag). Checked just before the
+    write: the datastore has no compare-and-swap, so a write racing this one (on
+    another node) can still come in between."""
+    if_none, if_match = conditions
+    if if_none is None and if_match is None:
+        return
+    try:
+        meta: ObjectMeta | None = (await find_object(gw.ds, bucket, key,
+                                                     with_data=False)).meta
+    except S3Error as e:
+        if e.code != "NoSuchKey":
+            raise
+        meta = None
+    if if_none is not None and meta is not None:
+        raise S3Error("PreconditionFailed", Condition="If-None-Match")
+    if if_match is not None:
+        if meta is None:
+            raise S3Error("NoSuchKey", Key=key)
+        tags = etag_list(if_match)
+        if "*" not in tags and meta.etag not in tags:
+            raise S3Error("PreconditionFailed", Condition="If-Match")
+
+
 async def put_object(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None and route.key is not None
     keymap.check_object_key(route.key)
-    if req.header("if-none-match") is not None or req.header("if-match") is not None:
-        # refused rather than ignored: a client relying on them must not overwrite
-        raise S3Error("NotImplemented", "Conditional writes are not supported.")
+    conditions = write_conditions(req)
     await require_bucket(gw.ds, route.bucket)
     content_type, headers, user = stored_fields(req)
     stored = await receive_body(gw, req, inline=True)
     meta = ObjectMeta(size=stored.size, etag=stored.etag, mtime_ms=now_ms(), cid=stored.cid,
                       content_type=content_type, headers=headers, user=user,
                       checksum=stored.checksum)
+    await check_write_conditions(gw, route.bucket, route.key, conditions)
     await commit(gw.ds, route.bucket, route.key, meta, stored.data)
-    out = [("etag", quote_etag(meta.etag)), *checksum_headers(meta.checksum)]
-    if meta.cid is not None:
-        out.append((CID_HEADER, meta.cid))
-    return Response(200, out)
+    return Response(200, [("etag", quote_etag(meta.etag)), *checksum_headers(meta.checksum),
+                          *cid_headers(meta)])
 
 
 async def delete_object(gw: Gateway, req: Request, route: Route) -> Response:
+    """DeleteObject; versionId "null" names the object's one version, so it is
+    deleted the same."""
     assert route.bucket is not None and route.key is not None
     keymap.check_object_key(route.key)
+    version_id = req.param("versionId")
+    if version_id is not None:
+        keymap.check_version_id(version_id)
     await require_bucket(gw.ds, route.bucket)
     await delete_objects(gw.ds, route.bucket, [route.key])
-    return Response(204)
+    return Response(204, [] if version_id is None else [("x-amz-version-id", version_id)])
 
 
 async def delete_many(gw: Gateway, req: Request, route: Route) -> Response:
@@ -284,23 +364,27 @@ async def delete_many(gw: Gateway, req: Request, route: Route) -> Response:
     if local(root.tag) != "Delete" or not 0 < len(objects) <= MAX_DELETE_KEYS:
         raise S3Error("MalformedXML", f"A Delete names 1 to {MAX_DELETE_KEYS} objects.")
     quiet = (child_text(root, "Quiet") or "").strip().lower() == "true"
-    keys: list[str] = []
-    errors: list[tuple[str, S3Error]] = []
+    # (key, version id as given): "null" is each object's one version
+    targets: list[tuple[str, str | None]] = []
+    errors: list[tuple[str, str | None, S3Error]] = []
     for obj in objects:
-        key = child_text(obj, "Key")
+        key, version_id = child_text(obj, "Key"), child_text(obj, "VersionId")
         if key is None:
             raise S3Error("MalformedXML", "Every Object needs a Key.")
         try:
             keymap.check_object_key(key)
+            if version_id is not None:
+                keymap.check_version_id(version_id)
         except S3Error as e:
-            errors.append((key, e))
+            errors.append((key, version_id, e))
         else:
-            keys.append(key)
-    keys = list(dict.fromkeys(keys))
-    await delete_objects(gw.ds, route.bucket, keys)
-    nodes = [] if quiet else [("Deleted", [("Key", k)]) for k in keys]
-    nodes += [("Error", [("Key", k), ("Code", e.code), ("Message", e.message)])
-              for k, e in errors]
+            targets.append((key, version_id))
+    targets = list(dict.fromkeys(targets))
+    await delete_objects(gw.ds, route.bucket, list(dict.fromkeys(k for k, _ in targets)))
+    nodes: list[Node] = [] if quiet else [
+        ("Deleted", [("Key", k), ("VersionId", v)]) for k, v in targets]
+    nodes += [("Error", [("Key", k), ("VersionId", v), ("Code", e.code),
+                         ("Message", e.message)]) for k, v, e in errors]
     return xml_response("DeleteResult", nodes)
 
 
@@ -355,7 +439,8 @@ async def copy_object(gw: Gateway, req: Request, route: Route) -> Response:
     if (src_bucket, src_key) == (route.bucket, route.key) and directive == "COPY":
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to "
                       "copy an object to itself without changing the object's metadata.")
-    meta = replace(found.meta, mtime_ms=now_ms())
+    # a copy is not what an upload completed: a retried completion must not take it so
+    meta = replace(found.meta, mtime_ms=now_ms(), upload_id=None)
     if directive == "REPLACE":
         content_type, headers, user = stored_fields(req)
         meta = replace(meta, content_type=content_type, headers=headers, user=user)

@@ -31,6 +31,7 @@ class Endpoint(enum.Enum):
     GET_BUCKET_VERSIONING = "GetBucketVersioning"
     LIST_OBJECTS = "ListObjects"
     LIST_OBJECTS_V2 = "ListObjectsV2"
+    LIST_OBJECT_VERSIONS = "ListObjectVersions"
     LIST_MULTIPART_UPLOADS = "ListMultipartUploads"
     DELETE_OBJECTS = "DeleteObjects"
     PUT_OBJECT = "PutObject"
@@ -53,14 +54,15 @@ class Level(enum.Enum):
 
 
 # query keys that choose the endpoint, in precedence order
-ROUTING_KEYS = ("uploadId", "uploads", "delete", "location", "versioning", "list-type")
+ROUTING_KEYS = ("uploadId", "uploads", "delete", "location", "versioning", "versions",
+                "list-type")
 # subresources S3 has and this gateway does not serve
 UNSUPPORTED_KEYS = frozenset({
     "accelerate", "acl", "analytics", "attributes", "cors", "encryption",
     "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metrics",
     "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
-    "tagging", "torrent", "versions", "website",
+    "tagging", "torrent", "website",
 })
 
 ROUTES: dict[tuple[str, Level, str | None], Endpoint] = {
@@ -72,6 +74,7 @@ ROUTES: dict[tuple[str, Level, str | None], Endpoint] = {
     ("GET", Level.BUCKET, "list-type"): Endpoint.LIST_OBJECTS_V2,
     ("GET", Level.BUCKET, "location"): Endpoint.GET_BUCKET_LOCATION,
     ("GET", Level.BUCKET, "versioning"): Endpoint.GET_BUCKET_VERSIONING,
+    ("GET", Level.BUCKET, "versions"): Endpoint.LIST_OBJECT_VERSIONS,
     ("GET", Level.BUCKET, "uploads"): Endpoint.LIST_MULTIPART_UPLOADS,
     ("POST", Level.BUCKET, "delete"): Endpoint.DELETE_OBJECTS,
     ("PUT", Level.OBJECT, None): Endpoint.PUT_OBJECT,

@@ -37,6 +37,7 @@ from hypercorn.utils import repr_socket_addr
 
 from ..datastore import Datastore
 from .app import S3App
+from .reasons import use_reason_phrases
 from .settings import S3Settings, parse_listen
 
 log = logging.getLogger("dscluster.s3")
@@ -175,6 +176,7 @@ async def serve_s3(
 ) -> None:
     """Serve the S3 API over ``ds`` until cancelled; ``task_status.started`` gets the
     bound "host:port" (the real port when settings.listen asks for port 0)."""
+    use_reason_phrases()
     app = ASGIWrapper(S3App(ds, settings))
     config = hypercorn_config(settings)
     context = WorkerContext(None)

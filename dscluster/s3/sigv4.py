@@ -20,6 +20,11 @@ date. The representation headers an upload stores are required by the handlers t
 store them (``Authorized.require_signed``). A presigned URL may carry x-amz-* values in
 its query instead, as the AWS SDK for JavaScript puts them; the whole query is
 signed, so they are returned as ``query_headers`` for the request to read as headers.
+
+Signature Version 2 requests also come in through ``authenticate``: sigv2.py reads their
+claim and builds the string they signed, and the checks both versions share (the
+secret of the access key, clock skew and expiry, the constant-time comparison, what
+the request may carry unsigned) are made here.
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
+from . import sigv2
 from .errors import S3Error
+from .sigv2 import AMZ_PREFIX, Headers
+from .sigv2 import first_header as _first
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -47,8 +55,8 @@ STREAMING_MODES = (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNE
 MAX_SKEW_SECONDS = 15 * 60
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"  # how AWS shows a V2 URL's expiry
 
-AMZ_PREFIX = "x-amz-"
 # signed whenever present, on every request (besides host and x-amz-*)
 SIGNED_IF_PRESENT = frozenset({"content-md5"})
 # the query parameters of presigned-URL authentication itself (lower-cased), which are
@@ -63,7 +71,6 @@ _EXPIRES_RE = re.compile(r"[0-9]{1,6}")  # MAX_PRESIGN_SECONDS has 6 digits
 # a header name as SignedHeaders lists it: lower-case HTTP token characters
 _HEADER_NAME_RE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 _SPACES_RE = re.compile(r"[ \t]+")
-Headers = Sequence[tuple[str, str]]  # lower-case names, in arrival order
 
 
 def uri_encode(s: str, *, keep_slash: bool = False) -> str:
@@ -110,7 +117,10 @@ def _sha256_hex(data: bytes) -> str:
 
 
 def string_to_sign(amz_date: str, scope: str, creq: str) -> str:
-    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{_sha256_hex(creq.encode())}"
+    # header values are latin-1 decoded (http.py), so latin-1 gives back the bytes the
+    # client signed (non-ASCII metadata is UTF-8 on the wire); path and query are
+    # URI-encoded, ASCII
+    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{_sha256_hex(creq.encode('latin-1'))}"
 
 
 def signing_key(secret: str, date: str, region: str, service: str = "s3") -> bytes:
@@ -216,10 +226,6 @@ class _Claim:
     query: list[tuple[str, str]]  # the query pairs that are signed
 
 
-def _first(headers: Headers, name: str) -> str | None:
-    return next((v for n, v in headers if n == name), None)
-
-
 def _parse_amz_date(value: str, code: str) -> datetime:
     try:
         return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
@@ -277,12 +283,11 @@ def _header_claim(auth: str, query: list[tuple[str, str]], headers: Headers) -> 
     # the date that is signed must be a signed header, whichever one it is
     _require_signed(headers, signed_headers, [] if amz_date is not None else ["date"])
     if amz_date is None:
-        try:
-            when = parsedate_to_datetime(_first(headers, "date"))  # type: ignore[arg-type]
-            amz_date = when.astimezone(UTC).strftime(AMZ_DATE_FORMAT)
-        except (TypeError, ValueError, OverflowError):
+        when = _http_date(_first(headers, "date"))
+        if when is None:
             raise S3Error("AccessDenied", "AWS authentication requires a valid Date or "
-                          "x-amz-date header.") from None
+                          "x-amz-date header.")
+        amz_date = when.astimezone(UTC).strftime(AMZ_DATE_FORMAT)
     return _Claim(access_key, date, region, service, signed_headers, signature, amz_date,
                   _payload_claim(headers), query)
 
@@ -312,7 +317,7 @@ def _require_signed(headers: Headers, signed: Sequence[str],
 def _query_headers(query: Sequence[tuple[str, str]],
                    headers: Headers) -> tuple[tuple[str, str], ...]:
     """The x-amz-* values of a presigned URL's query, named as headers."""
-    out = [(k.lower(), v) for k, v in query
+    out = [(k.lower(), sigv2.as_header_value(v)) for k, v in query
            if k.lower().startswith(AMZ_PREFIX) and k.lower() not in AUTH_PARAMS]
     counts = Counter(n for n, _ in out)
     counts.update({n for n, _ in headers} & counts.keys())
@@ -355,6 +360,36 @@ def _query_claim(query: list[tuple[str, str]], headers: Headers, now: datetime) 
                   payload, signed_query)
 
 
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date (Date, or a V2 x-amz-date); None when absent or unparsable."""
+    try:
+        when = parsedate_to_datetime(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    # "-0000" (no zone given) parses as naive; HTTP dates are in GMT
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _check_skew(when: datetime, now: datetime, shown: str) -> None:
+    """RequestTimeTooSkewed unless a signed request's date is near the gateway's clock."""
+    if abs((now - when).total_seconds()) > MAX_SKEW_SECONDS:
+        raise S3Error("RequestTimeTooSkewed", RequestTime=shown,
+                      ServerTime=now.strftime(AMZ_DATE_FORMAT),
+                      MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
+
+
+def _secret(secret_for: Callable[[str], str | None], access_key: str) -> str:
+    secret = secret_for(access_key)
+    if secret is None:
+        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=access_key)
+    return secret
+
+
+def _shown(signed: bytes) -> str:
+    """Signed bytes as the error body shows them (header bytes are mostly UTF-8)."""
+    return signed.decode("utf-8", "replace")
+
+
 def authenticate(
     method: str,
     path: str,
@@ -364,41 +399,42 @@ def authenticate(
     secret_for: Callable[[str], str | None],
     allow_anonymous: bool,
     now: datetime,
+    raw_path: str | None = None,
 ) -> Authorized:
-    """Check a request's signature; raises S3Error when it is refused."""
+    """Check a request's signature (V4, or V2 as sigv2.py reads it); raises S3Error
+    when it is refused. ``raw_path`` is the path as sent, which V2 signs; by default
+    ``path`` encoded as the AWS SDKs encode it."""
     auth = _first(headers, "authorization")
     presigned = any(k == "X-Amz-Signature" for k, _ in query)
-    if auth is not None and presigned:
+    presigned_v2 = sigv2.is_presigned(query)
+    mechanisms = (auth is not None) + presigned + presigned_v2
+    if mechanisms > 1:
         raise S3Error("InvalidArgument", "Only one auth mechanism allowed; only the "
-                      "X-Amz-Algorithm query parameter or the Authorization header should "
-                      "be specified.")
-    if auth is None and not presigned:
-        if any(k == "AWSAccessKeyId" for k, _ in query):
-            raise S3Error("InvalidRequest", "Signature Version 2 is not supported; presign "
-                          "with AWS4-HMAC-SHA256 (boto3: Config(signature_version='s3v4')).")
+                      "X-Amz-Algorithm query parameter, Signature query string parameter or "
+                      "the Authorization header should be specified.")
+    if not mechanisms:
         if not allow_anonymous:
             raise S3Error("AccessDenied", "Anonymous access is not allowed.")
         # nothing is signed: a body is only checked against a hash the client sent
         unsigned = _first(headers, "x-amz-content-sha256") is None
         return Authorized(None, UNSIGNED_PAYLOAD if unsigned else _payload_claim(headers))
+    if presigned_v2 or (auth is not None and auth.startswith(sigv2.ALGORITHM + " ")):
+        return _authenticate_v2(method, raw_path or uri_encode(path, keep_slash=True) or "/",
+                                query, headers, auth, secret_for=secret_for, now=now)
     claim = (_header_claim(auth, query, headers) if auth is not None
              else _query_claim(query, headers, now))
     if claim.amz_date[:8] != claim.date:
         raise S3Error("AuthorizationHeaderMalformed" if auth else
                       "AuthorizationQueryParametersError",
                       "Invalid credential date. Date is not the same as X-Amz-Date.")
-    age = (now - _parse_amz_date(claim.amz_date, "AccessDenied")).total_seconds()
-    if presigned and age < -MAX_SKEW_SECONDS:
-        raise S3Error("AccessDenied", "Request is not valid yet")
+    when = _parse_amz_date(claim.amz_date, "AccessDenied")
     # a presigned URL may be used until it expires (checked above), so only a signed
     # header's date must be recent
-    if not presigned and abs(age) > MAX_SKEW_SECONDS:
-        raise S3Error("RequestTimeTooSkewed", RequestTime=claim.amz_date,
-                      ServerTime=now.strftime(AMZ_DATE_FORMAT),
-                      MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
-    secret = secret_for(claim.access_key)
-    if secret is None:
-        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=claim.access_key)
+    if not presigned:
+        _check_skew(when, now, claim.amz_date)
+    elif (now - when).total_seconds() < -MAX_SKEW_SECONDS:
+        raise S3Error("AccessDenied", "Request is not valid yet")
+    secret = _secret(secret_for, claim.access_key)
     creq = canonical_request(method, path, claim.query, headers, claim.signed_headers,
                              claim.payload_hash)
     scope = credential_scope(claim.date, claim.region, claim.service)
@@ -408,10 +444,50 @@ def authenticate(
     if not same_signature(expected, claim.signature):
         raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=claim.access_key,
                       StringToSign=sts, SignatureProvided=claim.signature,
-                      CanonicalRequest=creq)
+                      CanonicalRequest=_shown(creq.encode("latin-1")))
     signing = None
     if claim.payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
         signing = SigningContext(key, claim.amz_date, scope, expected)
     hoisted = _query_headers(query, headers) if presigned else ()
     return Authorized(claim.access_key, claim.payload_hash, signing,
                       frozenset(claim.signed_headers).union(n for n, _ in hoisted), hoisted)
+
+
+def _authenticate_v2(method: str, raw_path: str, query: list[tuple[str, str]],
+                     headers: Headers, auth: str | None, *,
+                     secret_for: Callable[[str], str | None], now: datetime) -> Authorized:
+    if auth is not None:
+        claim = sigv2.header_claim(auth, headers)
+        when = _http_date(claim.date)
+        if when is None:
+            raise S3Error("AccessDenied", "AWS authentication requires a valid Date or "
+                          "x-amz-date header")
+        _check_skew(when, now, claim.date)
+    else:
+        claim = sigv2.query_claim(query, headers, _query_headers(query, headers))
+        if now.timestamp() > claim.expires:
+            raise S3Error("AccessDenied", "Request has expired",
+                          Expires=datetime.fromtimestamp(claim.expires, UTC).strftime(
+                              ISO_SECONDS), ServerTime=now.strftime(ISO_SECONDS))
+    secret = _secret(secret_for, claim.access_key)
+    candidates = claim.strings_to_sign(method, raw_path, query, headers)
+    if not any(same_signature(sigv2.sign(secret, sts), claim.signature)
+               for sts in candidates):
+        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=claim.access_key,
+                      StringToSign=_shown(candidates[0]), SignatureProvided=claim.signature)
+    # V2 signs no body; a hash the client sent is still checked, but a signed chunk
+    # chain needs the V4 key to be verified
+    payload = _first(headers, "x-amz-content-sha256")
+    if payload in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
+        raise S3Error("InvalidRequest", f"{payload} bodies need Signature Version 4.")
+    # what V2 covers: every x-amz-* header, Content-MD5, Content-Type, and the Date
+    # of a request that has no x-amz-date
+    present = [*headers, *claim.query_headers]
+    signed = {n for n, _ in present if n.startswith(AMZ_PREFIX)
+              or n in sigv2.STANDARD_HEADERS}
+    if auth is not None and "x-amz-date" not in signed:
+        signed.add("date")
+    return Authorized(claim.access_key,
+                      UNSIGNED_PAYLOAD if payload is None else _check_payload(
+                          payload, "x-amz-content-sha256"),
+                      signed=frozenset(signed), query_headers=claim.query_headers)

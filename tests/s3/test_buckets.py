@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import socket
 from typing import Any
 
 import pytest
+import urllib3
 from botocore.exceptions import ClientError
 
-from .support import Gateway, OpenDatastore, code_of, gateway_settings, key_path, raw, run_gateway
+from .support import (
+    Gateway,
+    OpenDatastore,
+    code_of,
+    gateway_settings,
+    key_path,
+    raw,
+    run_gateway,
+    sign,
+)
 
 pytestmark = pytest.mark.timeout(30)
 _prefixes = itertools.count()
@@ -28,9 +39,13 @@ def test_bucket_life_cycle(gw: Gateway, s3: Any) -> None:
     assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == "us-east-1"
     assert s3.get_bucket_location(Bucket="life-cycle")["LocationConstraint"] is None
     assert "Status" not in s3.get_bucket_versioning(Bucket="life-cycle")
-    with pytest.raises(ClientError) as e:
-        s3.create_bucket(Bucket="life-cycle")
-    assert code_of(e) == ("BucketAlreadyOwnedByYou", 409)
+    # us-east-1 answers a repeated CreateBucket with success (datastore-s3's
+    # createIfMissing), and the bucket keeps its objects
+    s3.put_object(Bucket="life-cycle", Key="kept", Body=b"k")
+    again = s3.create_bucket(Bucket="life-cycle")
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.get_object(Bucket="life-cycle", Key="kept")["Body"].read() == b"k"
+    s3.delete_object(Bucket="life-cycle", Key="kept")
     s3.put_object(Bucket="life-cycle", Key="x", Body=b"1")
     with pytest.raises(ClientError) as e:
         s3.delete_bucket(Bucket="life-cycle")
@@ -116,3 +131,56 @@ def test_an_operator_adopts_a_prefix_as_a_bucket(open_ds: OpenDatastore) -> None
             b"kept by dsclient")
         s3.delete_object(Bucket="adopted", Key="dsonly")
         s3.delete_bucket(Bucket="adopted")
+
+
+def test_create_existing_bucket_elsewhere_than_us_east_1_is_409() -> None:
+    with run_gateway(gateway_settings(region="eu-west-1")) as g:
+        s3 = g.client()
+        s3.create_bucket(Bucket="regional",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        with pytest.raises(ClientError) as e:
+            s3.create_bucket(Bucket="regional",
+                             CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        assert code_of(e) == ("BucketAlreadyOwnedByYou", 409)
+
+
+def test_list_buckets_pages(gw: Gateway, s3: Any) -> None:
+    prefix = f"pages-{next(_prefixes)}-"
+    names = [f"{prefix}{i}" for i in range(5)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    first = s3.list_buckets(Prefix=prefix, MaxBuckets=2)
+    assert [b["Name"] for b in first["Buckets"]] == names[:2] and first["Prefix"] == prefix
+    listed = [b["Name"] for b in first["Buckets"]]
+    token = first["ContinuationToken"]
+    while token:
+        page = s3.list_buckets(Prefix=prefix, MaxBuckets=2, ContinuationToken=token)
+        listed += [b["Name"] for b in page["Buckets"]]
+        token = page.get("ContinuationToken")
+    assert listed == names
+    # every bucket, one at a time
+    everything = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    paged = [b["Name"] for p in s3.get_paginator("list_buckets").paginate(
+        PaginationConfig={"PageSize": 1}) for b in p["Buckets"]]
+    assert paged == everything and "ContinuationToken" not in s3.list_buckets()
+    for bad in ("0", "10001", "x"):
+        r = raw(gw, "GET", "/", query=f"max-buckets={bad}")
+        assert r.status == 400 and b"<Code>InvalidArgument</Code>" in r.body
+    r = raw(gw, "GET", "/", query="continuation-token=%21%21")
+    assert r.status == 400 and b"<Code>InvalidArgument</Code>" in r.body
+    for name in names:
+        s3.delete_bucket(Bucket=name)
+
+
+def test_status_lines_carry_a_reason_phrase(gw: Gateway, bucket: str) -> None:
+    host, port = gw.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /{bucket} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        # unsigned: AccessDenied
+        assert sock.recv(65536).startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    with urllib3.PoolManager() as pool:
+        resp = pool.request("GET", gw.url + f"/{bucket}/nope",
+                            headers=sign("GET", gw.url + f"/{bucket}/nope", {}))
+        assert (resp.status, resp.reason) == (404, "Not Found")
+        resp = pool.request("GET", gw.url + "/", headers=sign("GET", gw.url + "/", {}))
+        assert (resp.status, resp.reason) == (200, "OK")

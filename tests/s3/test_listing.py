@@ -151,3 +151,21 @@ def test_bad_listing_arguments(gw: Gateway, bucket: str) -> None:
                   "list-type=2&encoding-type=base64", "list-type=3"):
         r = raw(gw, "GET", f"/{bucket}", query=query)
         assert r.status == 400 and b"<Code>InvalidArgument</Code>" in r.body, query
+
+
+def test_max_keys_zero_is_an_empty_page_that_is_not_truncated(gw: Gateway, s3: Any,
+                                                               bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    for listed in (s3.list_objects_v2(Bucket=bucket, MaxKeys=0),
+                   s3.list_objects(Bucket=bucket, MaxKeys=0)):
+        assert listed["IsTruncated"] is False and "Contents" not in listed
+        assert "NextContinuationToken" not in listed and "NextMarker" not in listed
+    assert s3.list_objects_v2(Bucket=bucket, MaxKeys=0)["KeyCount"] == 0
+
+
+def test_an_empty_continuation_token_is_no_token(gw: Gateway, s3: Any, bucket: str) -> None:
+    for key in ("a", "b"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    r = raw(gw, "GET", f"/{bucket}", query="list-type=2&continuation-token=")
+    assert r.status == 200
+    assert b"<Key>a</Key>" in r.body and b"<Key>b</Key>" in r.body

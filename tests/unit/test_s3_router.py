@@ -19,6 +19,7 @@ CASES = [
     ("GET", "/b", "list-type=2&prefix=x", False, Route(E.LIST_OBJECTS_V2, "b")),
     ("GET", "/b", "location", False, Route(E.GET_BUCKET_LOCATION, "b")),
     ("GET", "/b", "versioning", False, Route(E.GET_BUCKET_VERSIONING, "b")),
+    ("GET", "/b", "versions&key-marker=k", False, Route(E.LIST_OBJECT_VERSIONS, "b")),
     ("GET", "/b", "uploads", False, Route(E.LIST_MULTIPART_UPLOADS, "b")),
     ("POST", "/b", "delete", False, Route(E.DELETE_OBJECTS, "b")),
     ("PUT", "/b/k", "", False, Route(E.PUT_OBJECT, "b", "k")),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from tqdm import tqdm
 from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
 from dscluster.client.repair import disagreeing_slots, repair_slots, slot_health
-from dscluster.cliutil import run_cli, setup_logging
+from dscluster.cliutil import run_cli, setup_logging, terminal_width, undone_on_failure
 from dscluster.clustermap import ClusterMap
 from dscluster.config import LOG_LEVELS
 from dscluster.keys import SLOT_COUNT, Key, slot_of, slot_ranges
@@ -25,8 +24,11 @@ from dscluster.query import Query
 
 from .files import parse_cid, print_directory
 from .files import register as register_file_commands
+from .progress import human_bytes
+from .status import cluster_epoch, status_lines
 
 T = TypeVar("T")
+CONF_ENV = "DSCLIENT_CONF"
 
 
 class ClientApp:
@@ -43,9 +45,13 @@ class ClientApp:
         return trio.run(main)
 
 
+_CONF_TYPE = click.Path(path_type=Path, file_okay=False)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--conf", "conf_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("."), show_default=True, help="Client directory.")
+@click.option("--conf", "conf_dir", type=_CONF_TYPE, default=Path("."), show_default=True,
+              envvar=CONF_ENV, show_envvar=True,
+              help="Client directory (also accepted after the command).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="warning",
               show_default=True, help="Logging on stderr.")
 @click.pass_context
@@ -63,13 +69,15 @@ def main(ctx: click.Context, conf_dir: Path, log_level: str) -> None:
 @click.pass_obj
 def init(app: ClientApp, bootstrapper: str, token_file: Path | None) -> None:
     """Create this client's directory and fetch the cluster map."""
-    cfg = create_client(app.conf_dir, bootstrapper=bootstrapper,
-                        token=token_from(token_file, ("client", "readonly")))
+    token = token_from(token_file, ("client", "readonly"))
 
     async def fetch(ds: ClusterDatastore) -> int:
         return ds.state.epoch
 
-    epoch = app.run(fetch)
+    # a half-made directory would refuse the retry as taken
+    with undone_on_failure(app.conf_dir):
+        cfg = create_client(app.conf_dir, bootstrapper=bootstrapper, token=token)
+        epoch = app.run(fetch)
     kind = "read-only" if cfg.read_only_client else "read-write"
     click.echo(f"{kind} client {cfg.peer_id} initialised; cluster map epoch {epoch}")
 
@@ -157,39 +165,15 @@ def status(app: ClientApp, as_json: bool) -> None:
     cmap, rows, disagreeing = app.run(go)
     slots = slot_health(cmap, {r["index"] for r in rows if r.get("reachable")}, disagreeing)
     if as_json:
-        click.echo(json.dumps({"epoch": cmap.epoch, "nodes": rows, "slots": slots,
+        click.echo(json.dumps({"epoch": cluster_epoch(rows, cmap.epoch),
+                               "client_epoch": cmap.epoch, "nodes": rows, "slots": slots,
                                "disagreeing_slots": slot_ranges(sorted(disagreeing))},
                               indent=2))
     else:
-        click.echo(f"cluster map epoch {cmap.epoch}, {len(rows)} nodes")
-        for r in rows:
-            addr = r["addrs"][0] if r["addrs"] else "-"
-            if r.get("reachable"):
-                health = f"up    keys={r['keys']} disk={_human(r['disk_usage'])}"
-            else:
-                seen = r["seen_down_by"]
-                by = f" (seen down by node {', '.join(map(str, seen))})" if seen else ""
-                health = f"DOWN{by}  {r.get('error', '')}"
-            click.echo(f"node {r['index']}  {r['peer_id'] or '(not joined)'}  {addr}  "
-                       f"slots {r['slots']}  {health}")
-            if r.get("repair"):
-                click.echo(f"  repair: {_repair_progress(r['repair'])}")
-        disagree = f" ({slots['disagreeing']} with owners that disagree)" \
-            if slots["disagreeing"] else ""
-        click.echo(f"slots: {slots['ok']} ok, {slots['under_replicated']} under-replicated"
-                   f"{disagree}, {slots['unavailable']} unavailable")
+        for line in status_lines(cmap.epoch, rows, slots, terminal_width()):
+            click.echo(line)
     if not all(r.get("reachable") for r in rows):
         sys.exit(1)
-
-
-def _repair_progress(p: dict[str, Any]) -> str:
-    state = (f"running, {p['slots_done']}/{p['slots_total']} slots" if p["running"]
-             else "idle")
-    last = p["last_pass_finished"]
-    when = (f"last full pass {max(0, time.time() - last):.0f}s ago" if last is not None
-            else "no full pass yet")
-    return (f"{state}; {p['pulled']} keys ({_human(p['bytes'])}) pulled since start; "
-            f"{when}; {p['hints_pending']} hints pending")
 
 
 @main.command()
@@ -208,10 +192,12 @@ def repair(app: ClientApp, slots: tuple[int, ...], progress: bool | None) -> Non
     with tqdm(total=len(wanted), unit="slot", file=sys.stderr, dynamic_ncols=True,
               disable=not show) as bar:
         report = app.run(lambda ds: repair_slots(ds.caller, wanted, bar.update))
-    gone = report["unreachable"]
+    gone: dict[int, str] = report["unreachable"]
     missed = f"; unreachable: {', '.join(f'node {i}' for i in gone)}" if gone else ""
     click.echo(f"repaired {report['slots']} slots: {report['differing']} differed, "
-               f"{report['pulled']} keys ({_human(report['bytes'])}) copied{missed}")
+               f"{report['pulled']} keys ({human_bytes(report['bytes'])}) copied{missed}")
+    for i, why in gone.items():
+        click.echo(f"  node {i}: {why}")
     if gone:
         sys.exit(1)
 
@@ -223,16 +209,25 @@ def hashslot(key: str) -> None:
     click.echo(slot_of(Key(key)))
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+def _conf_after_command(ctx: click.Context, param: click.Parameter,
+                        value: Path | None) -> None:
+    # `dsclient get-key --conf=DIR KEY` as well as `dsclient --conf=DIR get-key KEY`;
+    # the group made the app before this command's options were parsed
+    if value is not None:
+        app = ctx.find_object(ClientApp)
+        if app is not None:
+            app.conf_dir = value
+
+
+def _accept_conf_after_commands(group: click.Group) -> None:
+    for command in group.commands.values():
+        command.params.append(click.Option(
+            ["--conf"], type=_CONF_TYPE, expose_value=False, is_eager=True,
+            callback=_conf_after_command, help=f"Client directory (or {CONF_ENV}; default: .)."))
 
 
 register_file_commands(main)
+_accept_conf_after_commands(main)
 
 
 def entry() -> None:

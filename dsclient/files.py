@@ -6,14 +6,14 @@ group, whose ``ctx.obj.run(async_fn, *args)`` runs ``async_fn(ds, *args)`` under
 with an open Datastore; each command makes one such call. Errors are DSClusterErrors or
 click exceptions, which the group prints as one line.
 
-Progress bars (tqdm, on stderr) are shown by default only when stderr is a terminal.
+Progress bars (tqdm, on stderr, see progress.py) are shown by default only when stderr
+is a terminal.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ from dscluster.unixfs import (
     stream_file,
     tree_size,
 )
+
+from .progress import byte_progress, short_name
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -95,24 +97,20 @@ def _wants_bar(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-@contextmanager
-def _progress(show: bool, total: int | None = None) -> Iterator[tqdm | None]:
-    if not show:
-        yield None
-        return
-    with tqdm(
-        total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-        dynamic_ncols=True,
-    ) as bar:
-        yield bar
-
-
 def _printer(bar: tqdm | None) -> Callable[[str], None]:
-    """Print a line to stdout without tearing the progress bar on stderr."""
+    """Print a line to stdout without tearing the progress bar on stderr: above the bar
+    while bytes are still to come, below its final state once they are all in (so that
+    a file's "added" line never appears above a bar that then jumps to 100%)."""
     if bar is None:
         return click.echo
 
     def echo(line: str) -> None:
+        if bar.total is not None and bar.n >= bar.total:
+            bar.close()
+            sys.stderr.flush()  # tqdm ends the bar's line without flushing it
+        if bar.disable:  # closed
+            click.echo(line)
+            return
         with tqdm.external_write_mode(file=sys.stdout):
             click.echo(line)
 
@@ -181,16 +179,15 @@ def add(
         total = sum(
             trio.run(partial(tree_size, p, recursive=recursive, hidden=hidden)) for p in paths
         )
-    with _progress(show, total) as bar:
+    with byte_progress(show, paths[0].name or str(paths[0]), total) as bar:
         out = _printer(bar)
-        on_chunk = bar.update if bar is not None else None
 
         def report(cid: str, name: str) -> None:
             if quieter:
                 return
             out(cid if quiet else f"added {cid} {name}")
 
-        roots = obj.run(_add_paths, paths, recursive, options, on_chunk, report)
+        roots = obj.run(_add_paths, paths, recursive, options, bar, report)
     if quieter:
         for cid in roots:
             click.echo(cid)
@@ -201,11 +198,14 @@ async def _add_paths(
     paths: Sequence[Path],
     recursive: bool,
     options: AddOptions,
-    on_chunk: Callable[[int], object] | None,
+    bar: tqdm | None,
     report: Callable[[str, str], None],
 ) -> list[str]:
     roots = []
+    on_chunk = bar.update if bar is not None else None
     for path in paths:
+        if bar is not None:
+            bar.set_description_str(short_name(path.name or str(path)), refresh=False)
         cid = ""
         async for cid, name in add_path(
             ds, path, recursive=recursive, options=options, progress=on_chunk
@@ -240,7 +240,7 @@ def get(
     if out is not None and output is not None and out != output:
         raise click.UsageError("give OUT or -o/--output, not both")
     target = out or output or Path(cid)
-    with _progress(_wants_bar(progress)) as bar:
+    with byte_progress(_wants_bar(progress), target.name or str(target)) as bar:
         obj.run(_get, cid, target, window, bar)
 
 

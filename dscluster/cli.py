@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 import click
@@ -17,6 +18,8 @@ from .config import CONFIG_FILE, LOG_LEVELS, STORE_KINDS, StoreConfig, load_node
 from .daemon import run_node
 from .errors import ConfigError
 from .provision import create_joining_node, token_from
+
+CONF_ENV = "DSCLUSTER_CONF"
 
 
 def _host_port(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -32,8 +35,27 @@ def _host_port(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value
 
 
+def _check_s3_listen(listen: str) -> None:
+    """Bind the gateway's address once, as the gateway will (hypercorn reports a busy
+    port without naming it, and only after the node has joined)."""
+    from .s3.settings import parse_listen
+
+    host, port = parse_listen(listen)
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            # as hypercorn does: a port left in TIME_WAIT by a node that just stopped is free
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        raise ConfigError(f"the S3 gateway cannot listen on {listen}: {e.strerror or e}") \
+            from None
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--conf", "conf_dir", required=True, type=click.Path(path_type=Path),
+              envvar=CONF_ENV, show_envvar=True,
               help="Node directory (config.json, identity, data).")
 @click.option("--bootstrapper", help="Bootstrapper multiaddr, to join a cluster.")
 @click.option("--identity", "index", type=click.IntRange(min=0),
@@ -73,14 +95,18 @@ def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file
         cfg.bootstrapper = bootstrapper
     if s3_listen is not None:
         cfg.s3 = {**(cfg.s3 or {}), "listen": s3_listen}
-        if not cfg.s3.get("credentials") and not cfg.s3.get("allow_anonymous"):
+    if cfg.s3 and cfg.s3.get("listen"):
+        _check_s3_listen(cfg.s3["listen"])
+        if s3_listen is not None and not cfg.s3.get("credentials") \
+                and not cfg.s3.get("allow_anonymous"):
             # a gateway nobody can sign requests for would refuse everything
             from .s3.settings import add_node_credential
 
             cred = add_node_credential(conf_dir)
             cfg.s3["credentials"] = [cred.to_dict()]
-            click.echo(f"dscluster: created S3 access key {cred.access_key} in "
-                       f"{conf_dir / CONFIG_FILE} (see: dscfg s3-key list)", err=True)
+            # `dscfg s3-key list` shows access keys only: say where the secret is
+            click.echo(f"dscluster: created S3 access key {cred.access_key}; its secret_key "
+                       f"is in {conf_dir / CONFIG_FILE} (s3.credentials)", err=True)
     setup_logging(log_level or cfg.log_level)
     trio.run(run_node, conf_dir, cfg)
 

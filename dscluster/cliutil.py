@@ -1,4 +1,5 @@
-"""What the three command-line programs share: one-line errors and logging set-up.
+"""What the three command-line programs share: one-line errors, logging set-up, the
+terminal's width, and undoing a half-made directory.
 
 Every error a user can cause ends as one readable line on stderr and a non-zero exit
 code; only a genuine bug shows a traceback, and then with a request to report it.
@@ -8,7 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -73,6 +78,10 @@ def run_cli(group: click.Command, prog: str, obj: object = None) -> NoReturn:
             raise err from None
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.exceptions.NoArgsIsHelpError as e:
+        # the program (or a group) given nothing to do: what it can do is the answer
+        click.echo(e.ctx.get_help())
+        sys.exit(0)
     except click.UsageError as e:
         where = e.ctx.command_path if e.ctx is not None else prog
         click.echo(f"{prog}: error: {e.format_message()} (see '{where} --help')", err=True)
@@ -80,7 +89,12 @@ def run_cli(group: click.Command, prog: str, obj: object = None) -> NoReturn:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.Abort:
+    except click.Abort as e:
+        # click turns a KeyboardInterrupt into Abort (after a newline that ends the
+        # terminal's "^C"); Ctrl-C is still an interrupt to the shell
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            click.echo(f"{prog}: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         click.echo(f"{prog}: aborted", err=True)
         sys.exit(EXIT_ERROR)
     except DSClusterError as e:
@@ -95,11 +109,39 @@ def run_cli(group: click.Command, prog: str, obj: object = None) -> NoReturn:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_ERROR)
     except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        click.echo(f"{prog}: error:{where}: {e.strerror or e}", err=True)
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"{prog}: error: {where}{e.strerror or e}", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(0)
 
 
 def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+def terminal_width() -> int | None:
+    """The width to wrap stdout's lines at; None when stdout is not a terminal, whose
+    reader (a script, grep) wants one line per record."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+@contextmanager
+def undone_on_failure(d: Path) -> Iterator[None]:
+    """Around a step that creates directory ``d`` or files in it: if the step fails
+    (Ctrl-C too), remove what it created, and nothing that was there before, so that
+    running the same command again finds things as they were."""
+    created = next((p for p in (*reversed(d.parents), d) if not p.exists()), None)
+    before = set(os.listdir(d)) if created is None and d.is_dir() else None
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif before is not None:
+            for name in set(os.listdir(d)) - before:
+                path = d / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise

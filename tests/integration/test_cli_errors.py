@@ -149,3 +149,100 @@ def test_a_node_keeps_libp2p_quiet_while_the_bootstrapper_is_down(tmp_path):
         assert all(OUR_LOG_LINE.match(line) for line in lines), "\n".join(lines)
     finally:
         c.stop()
+
+
+def test_a_busy_s3_listen_port_is_refused_by_name(tmp_path):
+    d = tmp_path / "srv01"
+    new_cluster(d)
+    before = json.loads((d / "config.json").read_text())
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        p = run(tool("dscluster"), f"--conf={d}", f"--s3-listen=127.0.0.1:{port}")
+    assert one_line(p) == (f"dscluster: error: the S3 gateway cannot listen on "
+                           f"127.0.0.1:{port}: Address already in use")
+    assert json.loads((d / "config.json").read_text()) == before
+
+
+def test_a_busy_bootstrapper_port_is_refused_by_name(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        p = run(tool("dscfg"), "cluster", "--cluster-node-number=1", f"--port={port}",
+                str(tmp_path / "srv01"))
+        assert p.returncode == 0, p.stderr
+        p = run(tool("dscluster"), f"--conf={tmp_path / 'srv01'}")
+    assert last_line_after_our_logs(p) == (
+        f"dscluster: error: cannot listen on /ip4/127.0.0.1/tcp/{port}: Address already in use")
+
+
+# -- dsclient init leaves nothing behind ------------------------------------------------
+
+
+def test_a_failed_init_leaves_no_directory_and_keeps_what_was_there(tmp_path):
+    boot = new_cluster(tmp_path / "srv01")  # never started: the map cannot be fetched
+    token = f"--token-file={tmp_path / 'srv01' / 'client.token'}"
+    new = tmp_path / "new" / "cli"
+    one_line(run(tool("dsclient"), f"--conf={new}", "init", f"--bootstrapper={boot}", token))
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("kept")
+    one_line(run(tool("dsclient"), "init", f"--conf={mine}", f"--bootstrapper={boot}", token))
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------
+
+
+def interrupted_while_dialling(argv: list[str], port_holder: socket.socket
+                               ) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``, which dials ``port_holder``'s address; press Ctrl-C once it has
+    connected (so the program is past its imports, inside its work)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port_holder.settimeout(30)
+        conn, _ = port_holder.accept()
+        with conn:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def silent_peer(boot: str, holder: socket.socket) -> str:
+    """``boot``'s peer id at ``holder``'s address, which accepts and never answers."""
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return f"/ip4/127.0.0.1/tcp/{holder.getsockname()[1]}/p2p/{boot.split('/p2p/')[1]}"
+
+
+def test_ctrl_c_in_dsclient_exits_130_with_one_line(tmp_path):
+    boot = new_cluster(tmp_path / "srv01")
+    with socket.socket() as holder:
+        p = interrupted_while_dialling(
+            [tool("dsclient"), f"--conf={tmp_path / 'cli'}", "init",
+             f"--bootstrapper={silent_peer(boot, holder)}",
+             f"--token-file={tmp_path / 'srv01' / 'client.token'}"], holder)
+    assert p.returncode == 130, p.stderr
+    assert p.stderr == "\ndsclient: interrupted\n"  # a newline first, after the "^C"
+    assert not (tmp_path / "cli").exists()
+
+
+def test_ctrl_c_in_a_joining_dscluster_exits_130(tmp_path):
+    boot = new_cluster(tmp_path / "srv01", nodes=2)
+    with socket.socket() as holder:
+        p = interrupted_while_dialling(
+            [tool("dscluster"), f"--conf={tmp_path / 'srv02'}",
+             f"--bootstrapper={silent_peer(boot, holder)}", "--identity=1",
+             f"--token-file={tmp_path / 'srv01' / 'node.token'}"], holder)
+    assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr
+    # click ends the terminal's "^C" line before the message
+    logs, _, message = p.stderr.rpartition("\n\n")
+    assert message == "dscluster: interrupted\n", p.stderr
+    assert all(OUR_LOG_LINE.match(line) for line in logs.splitlines()), p.stderr

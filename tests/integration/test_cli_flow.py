@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
 from dscluster.keys import Key, slot_of
 from dscluster.localcluster import Cluster, tool
@@ -87,3 +89,38 @@ def test_dscfg_writes_private_files_and_refuses_to_overwrite(tmp_path):
     assert "already holds" in one_line_error(again)
     cmap = json.loads((d / "clustermap.json").read_text())
     assert [(s["start"], s["end"]) for s in cmap["slots"]] == [(0, 8191), (8192, 16383)]
+
+
+def test_init_with_a_wrong_token_leaves_nothing_and_can_be_retried(cluster: Cluster, tmp_path):
+    other = tmp_path / "other"
+    ok(subprocess.run([tool("dscfg"), "cluster", "--cluster-node-number=1", str(other)],
+                      capture_output=True, timeout=60))
+    conf = tmp_path / "cli"
+
+    def init(token: Path) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [tool("dsclient"), f"--conf={conf}", "init", f"--bootstrapper={cluster.bootstrapper}",
+             f"--token-file={token}"], capture_output=True, timeout=60)
+
+    assert "credential" in one_line_error(init(other / "client.token"))
+    assert not conf.exists()
+    assert b"initialised" in ok(init(cluster.client_token))
+
+
+def test_conf_after_the_command_and_from_the_environment(cluster: Cluster):
+    conf = cluster.client()
+    ok(cluster.dsclient("put", "/cli/conf", input=b"where"))
+    after = subprocess.run([tool("dsclient"), "get-key", f"--conf={conf}", "/cli/conf"],
+                           capture_output=True, timeout=60)
+    assert ok(after) == b"where"
+    env = subprocess.run([tool("dsclient"), "get-key", "/cli/conf"], capture_output=True,
+                         timeout=60, env={**os.environ, "DSCLIENT_CONF": str(conf)})
+    assert ok(env) == b"where"
+
+
+def test_status_rows_line_up(cluster: Cluster):
+    rows = [line for line in ok(cluster.dsclient("status")).decode().splitlines()
+            if line.startswith("node ")]
+    assert len(rows) == 3
+    for column in ("12D3KooW", "/ip4/", "slots ", " up ", "disk="):
+        assert len({row.index(column) for row in rows}) == 1, (column, rows)

@@ -26,6 +26,7 @@ Theory of operation (Dynamo, Garage's ``try_write_many_sets`` without the sets y
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -322,8 +323,10 @@ class ReplicaSet:
             # be newer unseen (its owners and ours intersect), so an owner that is slow
             # or silently cut off gets a short grace, then a hint, rather than holding
             # the write up for a whole request timeout.
-            if not stale and all(len(applied[k]) >= enough for k in keys):
-                grace.deadline = min(grace.deadline, trio.current_time() + WRITE_GRACE)
+            # (once: moving a deadline makes trio revisit every task under the scope)
+            if (grace.deadline == math.inf and not stale
+                    and all(len(applied[k]) >= enough for k in keys)):
+                grace.deadline = trio.current_time() + WRITE_GRACE
 
         with trio.CancelScope() as grace:
             async with open_nursery() as n:

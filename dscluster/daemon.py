@@ -58,6 +58,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
         raise ConfigError(f"the bootstrapper needs its cluster map at {map_path}")
 
     quiet_resource_errors()
+    signals: list[int] = []  # the signal that stopped the node, once one did
     # every connection cap is sized below the descriptor limit (limits.fd_budget)
     fds = fd_budget()
     lane_caps = cfg.connections.within(fd_share("lane", fds))
@@ -132,7 +133,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                 if cfg.s3 and cfg.s3.get("listen"):
                     await _start_s3(nursery, ClusterDatastore(caller, limits=cfg.limits,
                                                               writer=peer_id), cfg)
-                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope, signals)
                 log.info(
                     "node %d ready: %s/p2p/%s, slots %s, store %s, map epoch %d",
                     cfg.member_index, addrs[0], peer_id,
@@ -142,6 +143,9 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
         with trio.CancelScope(shield=True):
             await replica.close()
         log.info("node %d stopped", cfg.member_index)
+    if signal.SIGINT in signals:
+        # stopped cleanly, but by Ctrl-C: the shell expects 130 (cliutil.run_cli)
+        raise KeyboardInterrupt
 
 
 async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig) -> None:
@@ -156,9 +160,10 @@ async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig
     log.info("S3 gateway listening on http://%s", bound)
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
+async def _stop_on_signal(scope: trio.CancelScope, received: list[int]) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for sig in signals:
             log.info("received %s, shutting down", signal.Signals(sig).name)
+            received.append(sig)
             scope.cancel()
             return

@@ -246,3 +246,15 @@ def test_ctrl_c_in_a_joining_dscluster_exits_130(tmp_path):
     logs, _, message = p.stderr.rpartition("\n\n")
     assert message == "dscluster: interrupted\n", p.stderr
     assert all(OUR_LOG_LINE.match(line) for line in logs.splitlines()), p.stderr
+
+
+def test_a_serving_dscluster_stops_cleanly_with_130_on_ctrl_c_and_0_on_sigterm(tmp_path):
+    c = Cluster(tmp_path, nodes=2, replication=1).start()
+    try:
+        assert c.nodes[1].kill(signal.SIGINT) == 130
+        assert c.nodes[0].kill(signal.SIGTERM) == 0
+    finally:
+        c.stop()
+    for n in c.nodes:
+        log = n.log.read_text()
+        assert "stopped" in log and "Traceback" not in log, log[-2000:]

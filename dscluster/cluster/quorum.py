@@ -9,7 +9,7 @@ Theory of operation (Dynamo, Garage's ``try_write_many_sets`` without the sets y
 - For each owner that cannot be reached, the write is handed to a live non-owner as a
   durable hint (hinted handoff), delivered when the owner is back; with no live
   non-owner (R = N), to an owner that applied it (a hint that adds no copy).
-- Once a majority of owners applied every key of a write, the others get WRITE_GRACE
+- Once a majority of owners applied every key of a write, the others get STRAGGLER_GRACE
   to answer; one that does not is treated as down (it gets a hint).
 - The write is acknowledged when ``owner_quorum(R)`` owners applied it and
   ``durable_quorum(R)`` nodes hold it (hints count for the second); otherwise it fails
@@ -18,7 +18,8 @@ Theory of operation (Dynamo, Garage's ``try_write_many_sets`` without the sets y
 - A read of a block (``/blocks/<multihash>``) takes the first owner whose bytes hash to
   the key: the content is its own version. Any other read asks ``read_quorum(R)``
   owners (one for the value, the others for the version only), returns the newest, and
-  writes it back to the owners that answered older (read repair).
+  writes it back to the owners that answered older (read repair). Either asks one
+  more owner each STRAGGLER_GRACE without an answer (``_gather``).
 - A member that redirects (it does not own the slot at our map epoch) makes the whole
   operation start again on a refreshed map; versioned writes are idempotent.
 """
@@ -29,7 +30,7 @@ import logging
 import math
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -51,11 +52,12 @@ MISSING, LIVE, TOMBSTONE = 0, 1, 2
 MAX_RESTAMPS = 5
 # members that failed to take a write's hints before it gives up on hinting it
 MAX_HINT_MISSES = 2
-# how long the owners left may take once a majority applied a write; an owner slower
-# than that gets the write as a hint (it usually applies it anyway: the request is
-# abandoned, not undone). Owners on one LAN answer within milliseconds of each other;
-# a loaded 2-core test machine within a few hundred.
-WRITE_GRACE = 1.0
+# How long the owners left may take once a majority applied a write (an owner slower
+# than that gets the write as a hint; it usually applies it anyway: the request is
+# abandoned, not undone), and how long a read waits before it asks one more owner.
+# Owners on one LAN answer within milliseconds of each other; a loaded 2-core test
+# machine within a few hundred.
+STRAGGLER_GRACE = 1.0
 SKIPPED = "believed down"
 
 
@@ -123,33 +125,79 @@ class ReplicaSet:
         assert isinstance(rec, wire.Record)
         return _found(rec)
 
-    async def _read_block(self, key: str, slot: int, owners: list[int]) -> Found:
-        """The first owner whose bytes match the CID; the owners asked before it that
-        had no good copy get it written back."""
-        stale: list[int] = []
-        corrupt: list[int] = []
+    async def _gather(self, key: str, owners: list[int], value: bool, one_value: bool,
+                      wanted: Callable[[dict[int, Found]], int]
+                      ) -> tuple[dict[int, Found], dict[int, str]]:
+        """Ask ``owners``, in order, for the record of ``key``: ``wanted(answers)``
+        requests in flight (0: done), and one more whenever STRAGGLER_GRACE passes
+        without an answer, so that an owner that is slow or silently cut off (its
+        connection open, nothing coming back) costs a read that grace, not a request
+        timeout. With ``one_value`` only one request at a time asks for the value (the
+        others only say which version they hold). The answers (in the order they came)
+        and the errors; requests still out at the end are cancelled."""
+        answers: dict[int, Found] = {}
         errors: dict[int, str] = {}
-        newest_gone: Found | None = None
-        for i in owners:
+        pending = list(owners)
+        flying: dict[int, bool] = {}  # member -> asked for the value
+        woke = trio.Event()
+
+        async def one(i: int, with_value: bool) -> None:
             try:
-                got = await self._record(i, key, True)
+                answers[i] = await self._record(i, key, with_value)
             except Unavailable as e:
                 errors[i] = str(e)
-                continue
-            if got.state == LIVE and block_matches(key, got.value or b"") is not False:
-                if stale:
-                    await self._write_back(key, got, stale)
-                return got
-            if got.state == LIVE:
-                # info, not warning: a client CLI prints one line per error
-                log.info("member %d holds bytes at %s that do not match its CID; reading "
-                         "another replica and repairing it", i, key)
-                corrupt.append(i)
-            elif newest_gone is None or got.version > newest_gone.version:
-                newest_gone = got
-            stale.append(i)
-        if not stale:  # nobody answered at all
+            del flying[i]
+            woke.set()
+
+        def launch(n: trio.Nursery, hedge: bool) -> None:
+            i = pending.pop(0)
+            # a hedge asks for the value too: the request that asked for it may be the
+            # one that is stuck
+            have = any(a.value is not None for a in answers.values())
+            with_value = value and (not one_value or (
+                not have and (hedge or not any(flying.values()))))
+            flying[i] = with_value
+            n.start_soon(one, i, with_value)
+
+        async with open_nursery() as n:
+            while (more := wanted(answers)) > 0:
+                while pending and len(flying) < more:
+                    launch(n, hedge=False)
+                if not flying:
+                    break  # every owner asked has answered or failed
+                woke = trio.Event()
+                with trio.move_on_after(STRAGGLER_GRACE) as waited:
+                    await woke.wait()
+                if waited.cancelled_caught and pending:
+                    launch(n, hedge=True)
+            n.cancel_scope.cancel()
+        return answers, errors
+
+    async def _read_block(self, key: str, slot: int, owners: list[int]) -> Found:
+        """The first owner whose bytes match the CID; the owners that answered without a
+        good copy get it written back."""
+
+        def good(f: Found) -> bool:
+            return f.state == LIVE and block_matches(key, f.value or b"") is not False
+
+        answers, errors = await self._gather(
+            key, owners, True, False,
+            lambda got: 0 if any(good(f) for f in got.values()) else 1)
+        found = next((f for f in answers.values() if good(f)), None)
+        stale = [i for i, f in answers.items() if not good(f)]
+        corrupt = [i for i, f in answers.items() if f.state == LIVE and not good(f)]
+        for i in corrupt:
+            # info, not warning: a client CLI prints one line per error
+            log.info("member %d holds bytes at %s that do not match its CID; reading "
+                     "another replica and repairing it", i, key)
+        if found is not None:
+            if stale:
+                await self._write_back(key, found, stale)
+            return found
+        if not answers:  # nobody answered at all
             raise self._unavailable("read", slot, errors, 1)
+        gone = [answers[i] for i in stale if i not in corrupt]
+        newest_gone = max(gone, key=lambda f: f.version) if gone else None
         if corrupt and (newest_gone is None or newest_gone.state != TOMBSTONE):
             raise StoreError(f"{key}: every copy that answered is corrupt (on member "
                              f"{', '.join(map(str, corrupt))}): its bytes do not match the CID")
@@ -159,23 +207,8 @@ class ReplicaSet:
                            value: bool) -> Found:
         r = self.map.replication
         need, least = read_quorum(r), owner_quorum(r)
-        answers: dict[int, Found] = {}
-        errors: dict[int, str] = {}
-
-        async def ask(i: int, with_value: bool) -> None:
-            try:
-                answers[i] = await self._record(i, key, with_value)
-            except Unavailable as e:
-                errors[i] = str(e)
-
-        pending = list(owners)
-        while len(answers) < need and pending:
-            batch, pending = pending[:need - len(answers)], pending[need - len(answers):]
-            # one value is enough: the others only say which version they hold
-            want = value and not any(a.value is not None for a in answers.values())
-            async with open_nursery() as n:
-                for k, i in enumerate(batch):
-                    n.start_soon(ask, i, want and k == 0)
+        answers, errors = await self._gather(key, owners, value, True,
+                                             lambda got: need - len(got))
         if len(answers) < least:
             raise self._unavailable("read", slot, errors, least)
         # among equal versions the one that carries the value, or it is read twice
@@ -326,7 +359,7 @@ class ReplicaSet:
             # (once: moving a deadline makes trio revisit every task under the scope)
             if (grace.deadline == math.inf and not stale
                     and all(len(applied[k]) >= enough for k in keys)):
-                grace.deadline = trio.current_time() + WRITE_GRACE
+                grace.deadline = trio.current_time() + STRAGGLER_GRACE
 
         with trio.CancelScope() as grace:
             async with open_nursery() as n:
@@ -337,7 +370,7 @@ class ReplicaSet:
         for i, left in waiting.items():
             if left > 0:
                 failed.setdefault(i, f"{cmap.members[i].describe()} did not answer within "
-                                  f"{WRITE_GRACE:g}s after a majority of owners applied "
+                                  f"{STRAGGLER_GRACE:g}s after a majority of owners applied "
                                   "the write")
         return stale
 

@@ -13,7 +13,7 @@ from multiformats import multihash
 
 from dscluster import wire
 from dscluster.blocks import BLOCKS_PREFIX
-from dscluster.cluster.quorum import WRITE_GRACE
+from dscluster.cluster.quorum import STRAGGLER_GRACE
 from dscluster.cluster.replica import VersionedOp
 from dscluster.cluster.versions import MAX_AHEAD_MS, HybridClock
 from dscluster.datastore import BatchOp
@@ -117,25 +117,49 @@ async def test_an_owner_held_hint_does_not_count_toward_durability():
         await ds.put("/h/r2", b"one copy")
 
 
-async def test_an_owner_that_stops_answering_costs_a_grace_not_a_request_timeout(
+def black_hole(cluster: MemoryCluster, i: int, kind: type) -> None:
+    """Member ``i`` stays connected but never answers requests of ``kind``."""
+    server = cluster.nodes[i].server
+    answer = server._answer
+
+    async def silent(msg, caller):
+        if isinstance(msg, kind):
+            await trio.sleep_forever()
+        return await answer(msg, caller)
+
+    server._answer = silent
+
+
+async def test_an_owner_that_stops_answering_costs_a_write_a_grace_not_a_timeout(
         autojump_clock):
     cluster = await MemoryCluster.start(3, 3)
     ds = cluster.client()
-    silent = cluster.nodes[2].server
-    answer = silent._answer
-
-    async def black_hole(msg, caller):
-        if isinstance(msg, wire.WriteRecords):
-            await trio.sleep_forever()  # connected, but never answers
-        return await answer(msg, caller)
-
-    silent._answer = black_hole
+    black_hole(cluster, 2, wire.WriteRecords)
     t0 = trio.current_time()
     await ds.put("/slow/owner", b"v")
     took = trio.current_time() - t0
-    assert took <= WRITE_GRACE + 0.1, took
+    assert took <= STRAGGLER_GRACE + 0.1, took
     hints = sum(n.server.replica.hint_count() for n in cluster.nodes[:2])
     assert hints == 1  # node 2 gets it when it answers again
+
+
+@pytest.mark.parametrize("silent", [0, 1])  # the owner asked for the value, or another
+async def test_an_owner_that_stops_answering_costs_a_read_a_grace_not_a_timeout(
+        autojump_clock, silent):
+    cluster = await MemoryCluster.start(3, 3)
+    ds = cluster.client()
+    data = b"a block read while an owner is silent"
+    bkey = block_key(data)
+    await ds.put(bkey, data)
+    await ds.put("/slow/read", b"mutable")
+    for key in (bkey, "/slow/read"):
+        owner = cluster.map.owners[slot_of(key)][silent]
+        black_hole(cluster, owner, wire.ReadRecord)
+    t0 = trio.current_time()
+    assert await ds.get(bkey) == data
+    assert await ds.get("/slow/read") == b"mutable"
+    took = trio.current_time() - t0
+    assert took <= 2 * STRAGGLER_GRACE + 0.1, took
 
 
 async def test_read_repair_brings_a_stale_owner_up_to_date():

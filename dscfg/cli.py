@@ -27,15 +27,20 @@ def main() -> None:
 @click.option("--replication-factor", "--replicas", "replication", type=int,
               help="Copies of every key, each on another node (1 to N). Default: min(3, N).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="IP address the bootstrapper listens on and announces.")
+              help="IP address the bootstrapper listens on (and announces, unless "
+                   "--announce-host).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Default: a free port.")
+@click.option("--announce-host", metavar="IP",
+              help="The address the other nodes and clients reach the bootstrapper at, "
+                   "when it differs from --host (e.g. --host 0.0.0.0).")
 @click.option("--store", type=click.Choice([k for k in STORE_KINDS if k != "memory"]),
               default="flatfs", show_default=True)
 @click.option("--mongodb", "mongodb_uri", help="MongoDB URI for --store mongo.")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.pass_context
 def cluster(ctx: click.Context, node_count: int, replication: int | None, host: str,
-            port: int | None, store: str, mongodb_uri: str | None, directory: Path) -> None:
+            port: int | None, announce_host: str | None, store: str,
+            mongodb_uri: str | None, directory: Path) -> None:
     """Create a new cluster: the bootstrapper's DIRECTORY and the join tokens."""
     if replication is None:
         replication = default_replication(node_count)
@@ -47,7 +52,8 @@ def cluster(ctx: click.Context, node_count: int, replication: int | None, host: 
     # one S3 credential, so the bootstrapper's gateway works as soon as it is switched on
     s3 = {"credentials": [new_credential().to_dict()]}
     files = create_cluster(directory, node_count, replication=replication, host=host,
-                           port=port, store=StoreConfig(type=store, mongodb_uri=mongodb_uri),
+                           port=port, announce_host=announce_host,
+                           store=StoreConfig(type=store, mongodb_uri=mongodb_uri),
                            s3=s3)
     # stdout stays the bootstrapper's address alone: scripts read it
     click.echo(files.bootstrapper)

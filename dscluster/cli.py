@@ -17,6 +17,7 @@ from .cliutil import run_cli, setup_logging
 from .config import CONFIG_FILE, LOG_LEVELS, STORE_KINDS, StoreConfig, load_node_config
 from .daemon import run_node
 from .errors import ConfigError
+from .net.addrs import check_announce_host
 from .provision import create_joining_node, token_from
 
 CONF_ENV = "DSCLUSTER_CONF"
@@ -63,6 +64,10 @@ def _check_s3_listen(listen: str) -> None:
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
               help="The node token (or set DSCLUSTER_TOKEN / DSCLUSTER_TOKEN_FILE).")
 @click.option("--listen", help="Swarm multiaddr for a new node (default: a free loopback port).")
+@click.option("--announce-host", metavar="IP",
+              help="The address other nodes and clients reach this node at, when it "
+                   "differs from the listen addresses' (e.g. --listen /ip4/0.0.0.0/…). "
+                   "A new node keeps it in config.json (addresses.announce_host).")
 @click.option("--store", type=click.Choice([k for k in STORE_KINDS if k != "memory"]),
               help="Store backend for a new node (default flatfs).")
 @click.option("--mongodb", "mongodb_uri", help="MongoDB URI for --store mongo.")
@@ -70,8 +75,8 @@ def _check_s3_listen(listen: str) -> None:
               help="Serve the S3 gateway on HOST:PORT ([IPv6]:PORT).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Default: from config (info).")
 def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file: Path | None,
-         listen: str | None, store: str | None, mongodb_uri: str | None,
-         s3_listen: str | None, log_level: str | None) -> None:
+         listen: str | None, announce_host: str | None, store: str | None,
+         mongodb_uri: str | None, s3_listen: str | None, log_level: str | None) -> None:
     """Run a dscluster data node."""
     if not (conf_dir / CONFIG_FILE).exists():
         if bootstrapper is None or index is None:
@@ -82,7 +87,7 @@ def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file
         store_cfg = StoreConfig(type=store or "flatfs", mongodb_uri=mongodb_uri)
         create_joining_node(conf_dir, bootstrapper=bootstrapper, index=index,
                             token=token_from(token_file, ("node",)), listen=listen,
-                            store=store_cfg)
+                            announce_host=announce_host, store=store_cfg)
     cfg = load_node_config(conf_dir)
     if index is not None and index != cfg.member_index:
         raise ConfigError(f"{conf_dir} is identity {cfg.member_index}, not {index}")
@@ -93,6 +98,9 @@ def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file
         cfg.store = dataclasses.replace(cfg.store, mongodb_uri=mongodb_uri)
     if bootstrapper is not None and not cfg.bootstrap_node:
         cfg.bootstrapper = bootstrapper
+    if announce_host is not None:
+        check_announce_host(announce_host)
+        cfg.announce_host = announce_host
     if s3_listen is not None:
         cfg.s3 = {**(cfg.s3 or {}), "listen": s3_listen}
     if cfg.s3 and cfg.s3.get("listen"):

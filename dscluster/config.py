@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigError
 from .identity import read_private_file, write_private_file
 from .limits import ConnectionLimits, Limits
+from .net.addrs import check_announce_host
 
 # the one list of store backends (dscluster.store opens them)
 STORE_KINDS = ("flatfs", "leveldb", "mongo", "memory")
@@ -80,6 +81,8 @@ class NodeConfig:
     peer_id: str
     swarm: list[str]
     lane: str | None = None
+    # what peers are told to dial instead of the listen addresses' host (bind 0.0.0.0)
+    announce_host: str | None = None
     bootstrap_node: bool = False
     bootstrapper: str | None = None
     member_index: int = 0
@@ -103,13 +106,16 @@ class NodeConfig:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.member_index < 0:
             raise ConfigError("identity.index must not be negative")
+        check_announce_host(self.announce_host)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "version": CONFIG_VERSION,
             "identity": {"peer_id": self.peer_id, "key_file": self.key_file,
                          "index": self.member_index},
-            "addresses": {"swarm": self.swarm, "lane": self.lane},
+            "addresses": {"swarm": self.swarm, "lane": self.lane,
+                          **({"announce_host": self.announce_host}
+                             if self.announce_host else {})},
             "bootstrap_node": self.bootstrap_node,
             "bootstrap_address": self.bootstrapper,
             "token_file": self.token_file,
@@ -136,6 +142,7 @@ class NodeConfig:
                 member_index=int(ident.get("index", 0)),
                 swarm=[str(a) for a in d["addresses"]["swarm"]],
                 lane=d["addresses"].get("lane"),
+                announce_host=d["addresses"].get("announce_host"),
                 bootstrap_node=bool(d.get("bootstrap_node", False)),
                 bootstrapper=d.get("bootstrap_address"),
                 token_file=str(d.get("token_file", "node.token")),

@@ -32,7 +32,7 @@ from .errors import ConfigError
 from .identity import Identity
 from .limits import fd_budget, fd_share
 from .logs import quiet_resource_errors
-from .net.addrs import split_p2p_maddr
+from .net.addrs import announced, split_p2p_maddr
 from .net.pool import ChannelPool
 from .net.transport import open_transport
 from .node.server import NodeServer
@@ -57,6 +57,8 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
     if cfg.bootstrap_node and cached is None:
         raise ConfigError(f"the bootstrapper needs its cluster map at {map_path}")
 
+    # before binding anything: a node that would announce 0.0.0.0 cannot serve anyone
+    announced([*cfg.swarm, *([cfg.lane] if cfg.lane else [])], cfg.announce_host)
     quiet_resource_errors()
     signals: list[int] = []  # the signal that stopped the node, once one did
     # every connection cap is sized below the descriptor limit (limits.fd_budget)
@@ -87,7 +89,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                                   connect_timeout=cfg.timeouts.connect,
                                   lane_connections=lane_caps,
                                   libp2p_connections=p2p_caps) as transport:
-            addrs = transport.listen_addrs()
+            addrs = announced(transport.listen_addrs(), cfg.announce_host)
             pool = ChannelPool(transport, token, cfg.limits)
             membership: Membership | None = None
             on_join = None

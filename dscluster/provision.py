@@ -26,7 +26,7 @@ from .config import (
 )
 from .errors import ConfigError
 from .identity import Identity
-from .net.addrs import parse_maddr, split_p2p_maddr
+from .net.addrs import announced, parse_maddr, split_p2p_maddr
 
 TOKEN_ENV = "DSCLUSTER_TOKEN"
 TOKEN_FILE_ENV = "DSCLUSTER_TOKEN_FILE"
@@ -64,6 +64,7 @@ def _lane_addr(swarm: str) -> str:
 
 def create_cluster(d: Path, node_count: int, *, replication: int | None = None,
                    host: str = "127.0.0.1", port: int | None = None,
+                   announce_host: str | None = None,
                    store: StoreConfig | None = None, s3: dict | None = None) -> ClusterFiles:
     """The bootstrapper's directory: its identity, the secret's tokens, the first map
     (``replication`` copies of every slot; None: ``default_replication``)."""
@@ -71,22 +72,24 @@ def create_cluster(d: Path, node_count: int, *, replication: int | None = None,
         replication = default_replication(node_count)
     # before anything is written: a refused factor leaves no half-made directory
     cmap = ClusterMap.initial(node_count, replication)
+    swarm = _listen_addr(host, port)
+    (public,) = announced([swarm], announce_host)  # what the others dial
     _fresh_dir(d)
     ident = Identity.generate()
     peer = ident.peer_id
-    swarm = _listen_addr(host, port)
+    lane = _lane_addr(swarm)
     secret = new_secret()
-    files = ClusterFiles(f"{swarm}/p2p/{peer}", d / "node.token", d / "client.token",
+    files = ClusterFiles(f"{public}/p2p/{peer}", d / "node.token", d / "client.token",
                          d / "readonly.token")
     ident.save(d / "identity.key")
     for role, path in (("node", files.node_token), ("client", files.client_token),
                        ("readonly", files.readonly_token)):
         Token.for_role(secret, role).save(path)
-    cmap = ClusterMap(cmap.epoch, (Member(0, peer, (swarm,), JOINED), *cmap.members[1:]),
+    cmap = ClusterMap(cmap.epoch, (Member(0, peer, (public,), JOINED), *cmap.members[1:]),
                       cmap.owners, cmap.replication)
     cmap.save(d / "clustermap.json")
-    save_node_config(d, NodeConfig(peer_id=peer, swarm=[swarm], lane=_lane_addr(swarm),
-                                   bootstrap_node=True,
+    save_node_config(d, NodeConfig(peer_id=peer, swarm=[swarm], lane=lane,
+                                   announce_host=announce_host, bootstrap_node=True,
                                    member_index=0, store=store or StoreConfig(), s3=s3))
     return files
 
@@ -111,8 +114,8 @@ def token_from(token_file: Path | None, expect: tuple[str, ...]) -> Token:
 
 
 def create_joining_node(d: Path, *, bootstrapper: str, index: int, token: Token,
-                        listen: str | None = None, store: StoreConfig | None = None
-                        ) -> NodeConfig:
+                        listen: str | None = None, announce_host: str | None = None,
+                        store: StoreConfig | None = None) -> NodeConfig:
     split_p2p_maddr(bootstrapper)  # validate before writing anything
     if listen is None:
         host = parse_maddr(bootstrapper).value_for_protocol("ip4")
@@ -123,12 +126,13 @@ def create_joining_node(d: Path, *, bootstrapper: str, index: int, token: Token,
             )
         listen = _listen_addr(host, None)
     parse_maddr(listen)
+    announced([listen], announce_host)
     _fresh_dir(d)
     ident = Identity.generate()
     ident.save(d / "identity.key")
     token.save(d / "node.token")
     cfg = NodeConfig(peer_id=ident.peer_id, swarm=[listen], lane=_lane_addr(listen),
-                     bootstrapper=bootstrapper,
+                     announce_host=announce_host, bootstrapper=bootstrapper,
                      member_index=index, store=store or StoreConfig())
     save_node_config(d, cfg)
     return cfg

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from dscluster.datastore import Datastore
 from dscluster.errors import DSClusterError
+from dscluster.store.memory import MemoryStore
 from dscluster.unixfs import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_WINDOW,
@@ -133,7 +134,8 @@ _progress_option = click.option(
 @click.option("-H", "--hidden", is_flag=True, help="Include files whose names start with '.'.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only CIDs, one per line.")
 @click.option("-Q", "--quieter", is_flag=True, help="Print only the root CID of each PATH.")
-@click.option("-n", "--only-hash", is_flag=True, help="Compute CIDs; write nothing.")
+@click.option("-n", "--only-hash", is_flag=True,
+              help="Compute CIDs; write nothing (needs no cluster or client directory).")
 @click.option(
     "-s", "--chunker", default="size-262144", show_default=True, callback=_chunker,
     help="Chunking: size-N (fixed chunks of N bytes).",
@@ -187,7 +189,13 @@ def add(
                 return
             out(cid if quiet else f"added {cid} {name}")
 
-        roots = obj.run(_add_paths, paths, recursive, options, bar, report)
+        if only_hash:
+            # hashing needs no cluster (and no client directory): nothing is stored, the
+            # empty memory store only stands where the cluster would
+            roots = trio.run(_add_paths, MemoryStore(), paths, recursive, options, bar,
+                             report)
+        else:
+            roots = obj.run(_add_paths, paths, recursive, options, bar, report)
     if quieter:
         for cid in roots:
             click.echo(cid)

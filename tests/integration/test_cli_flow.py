@@ -124,3 +124,15 @@ def test_status_rows_line_up(cluster: Cluster):
     assert len(rows) == 3
     for column in ("12D3KooW", "/ip4/", "slots ", " up ", "disk="):
         assert len({row.index(column) for row in rows}) == 1, (column, rows)
+
+
+def test_only_hash_needs_no_cluster_and_no_client_directory(tmp_path):
+    work = tmp_path / "anywhere"
+    work.mkdir()
+    (work / "hello.txt").write_bytes(b"hello world")
+    p = subprocess.run([tool("dsclient"), "add", "--only-hash", "hello.txt"], cwd=work,
+                       capture_output=True, timeout=60,
+                       env={k: v for k, v in os.environ.items() if k != "DSCLIENT_CONF"})
+    # the CID `ipfs add -n hello.txt` prints
+    assert ok(p) == b"added Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD hello.txt\n"
+    assert sorted(os.listdir(work)) == ["hello.txt"]  # nothing written

@@ -22,6 +22,7 @@ from dscluster.keys import SLOT_COUNT, Key, slot_of, slot_ranges
 from dscluster.provision import create_client, token_from
 from dscluster.query import Query
 
+from .dataset import import_dataset_command
 from .files import parse_cid, print_directory
 from .files import register as register_file_commands
 from .progress import human_bytes
@@ -227,6 +228,7 @@ def _accept_conf_after_commands(group: click.Group) -> None:
 
 
 register_file_commands(main)
+main.add_command(import_dataset_command)
 _accept_conf_after_commands(main)
 
 

@@ -89,16 +89,22 @@ def _chunker(ctx: click.Context, param: click.Parameter, value: str) -> int:
     raise click.BadParameter(f"unrecognized chunker option {value!r}")
 
 
+chunker_option = click.option(
+    "-s", "--chunker", default="size-262144", show_default=True, callback=_chunker,
+    help="Chunking: size-N (fixed chunks of N bytes).",
+)
+
+
 def _cid_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """Check the CID before any datastore is opened (and normalise its spelling)."""
     return parse_cid(value)
 
 
-def _wants_bar(progress: bool | None) -> bool:
+def wants_bar(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def _printer(bar: tqdm | None) -> Callable[[str], None]:
+def printer(bar: tqdm | None) -> Callable[[str], None]:
     """Print a line to stdout without tearing the progress bar on stderr: above the bar
     while bytes are still to come, below its final state once they are all in (so that
     a file's "added" line never appears above a bar that then jumps to 100%)."""
@@ -118,11 +124,11 @@ def _printer(bar: tqdm | None) -> Callable[[str], None]:
     return echo
 
 
-_window_option = click.option(
+window_option = click.option(
     "-w", "--window", type=click.IntRange(min=1), default=DEFAULT_WINDOW, show_default=True,
     help="Block requests in flight at once.",
 )
-_progress_option = click.option(
+progress_option = click.option(
     "--progress/--no-progress", default=None,
     help="Show a progress bar on stderr (default: when stderr is a terminal).",
 )
@@ -136,10 +142,7 @@ _progress_option = click.option(
 @click.option("-Q", "--quieter", is_flag=True, help="Print only the root CID of each PATH.")
 @click.option("-n", "--only-hash", is_flag=True,
               help="Compute CIDs; write nothing (needs no cluster or client directory).")
-@click.option(
-    "-s", "--chunker", default="size-262144", show_default=True, callback=_chunker,
-    help="Chunking: size-N (fixed chunks of N bytes).",
-)
+@chunker_option
 @click.option(
     "--cid-version", type=click.IntRange(0, 1), default=0, show_default=True,
     help="CID version; 1 implies --raw-leaves unless --raw-leaves=false.",
@@ -148,8 +151,8 @@ _progress_option = click.option(
     "--raw-leaves/--no-raw-leaves", default=None,
     help="Store file chunks as raw blocks (default: with --cid-version=1).",
 )
-@_window_option
-@_progress_option
+@window_option
+@progress_option
 @click.pass_obj
 def add(
     obj: Any,
@@ -175,14 +178,14 @@ def add(
     )
     for path in paths:  # every path is checked before anything is added
         check_addable(path, recursive=recursive)
-    show = _wants_bar(progress)
+    show = wants_bar(progress)
     total = None
     if show:
         total = sum(
             trio.run(partial(tree_size, p, recursive=recursive, hidden=hidden)) for p in paths
         )
     with byte_progress(show, paths[0].name or str(paths[0]), total) as bar:
-        out = _printer(bar)
+        out = printer(bar)
 
         def report(cid: str, name: str) -> None:
             if quieter:
@@ -230,8 +233,8 @@ async def _add_paths(
     "-o", "--output", type=click.Path(path_type=Path),
     help="Where to write (default: ./CID).",
 )
-@_window_option
-@_progress_option
+@window_option
+@progress_option
 @click.pass_obj
 def get(
     obj: Any,
@@ -248,7 +251,7 @@ def get(
     if out is not None and output is not None and out != output:
         raise click.UsageError("give OUT or -o/--output, not both")
     target = out or output or Path(cid)
-    with byte_progress(_wants_bar(progress), target.name or str(target)) as bar:
+    with byte_progress(wants_bar(progress), target.name or str(target)) as bar:
         obj.run(_get, cid, target, window, bar)
 
 
@@ -265,7 +268,7 @@ async def _get(ds: Datastore, cid: str, target: Path, window: int, bar: tqdm | N
 @click.argument("cid", callback=_cid_arg)
 @click.option("-o", "--offset", type=click.IntRange(min=0), default=0, help="Byte to start at.")
 @click.option("-l", "--length", type=click.IntRange(min=0), help="Bytes to write at most.")
-@_window_option
+@window_option
 @click.pass_obj
 def cat(obj: Any, cid: str, offset: int, length: int | None, window: int) -> None:
     """Write the bytes of file CID (or a range of them) to stdout."""

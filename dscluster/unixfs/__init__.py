@@ -19,7 +19,7 @@ from ._errors import (
 )
 from ._exporter import get_to_path, ls, read_file, stat, stream_file
 from ._importer import add_stream, concat
-from ._tree import add_path, check_addable, tree_size
+from ._tree import add_path, check_addable, tree_size, walk_files
 from ._types import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_WINDOW,
@@ -63,4 +63,5 @@ __all__ = [
     "stat",
     "stream_file",
     "tree_size",
+    "walk_files",
 ]

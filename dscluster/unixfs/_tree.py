@@ -87,7 +87,9 @@ def check_addable(path: Path, *, recursive: bool = False) -> None:
     _addable_root(Path(path), recursive)
 
 
-def _scan(parent: _Entry, hidden: bool) -> list[_Entry]:
+def _scan(parent: _Entry, hidden: bool, directory_node: bool = True) -> list[_Entry]:
+    """``parent``'s entries in link order; ``directory_node``: they will become its
+    directory node, which must stay within Kubo's unsharded size."""
     entries = []
     try:
         with os.scandir(parent.path) as it:
@@ -98,18 +100,21 @@ def _scan(parent: _Entry, hidden: bool) -> list[_Entry]:
     except OSError as e:
         raise local_error("read directory", parent.path, e) from None
     entries.sort(key=lambda e: e.link_name)
-    # Fail before importing a directory whose links alone, at their shortest, would
-    # already make Kubo shard it; the exact check happens when its node is built.
-    bound = sum(link_size_estimate(e.link_name, _MIN_CID_LEN) for e in entries)
-    check_directory_size(str(parent.path), len(entries), bound)
+    if directory_node:
+        # Fail before importing a directory whose links alone, at their shortest, would
+        # already make Kubo shard it; the exact check happens when its node is built.
+        bound = sum(link_size_estimate(e.link_name, _MIN_CID_LEN) for e in entries)
+        check_directory_size(str(parent.path), len(entries), bound)
     return entries
 
 
-async def _walk(root: _Entry, hidden: bool) -> AsyncIterator[tuple[str, _Entry]]:
+async def _walk(root: _Entry, hidden: bool,
+                directory_nodes: bool = True) -> AsyncIterator[tuple[str, _Entry]]:
     """("enter", dir) ... ("leave", dir) around a directory's entries, ("file", e) and
     ("symlink", e) for the rest; depth-first, in name-byte order."""
     yield "enter", root
-    stack = [(root, iter(await trio.to_thread.run_sync(_scan, root, hidden)))]
+    stack = [(root, iter(await trio.to_thread.run_sync(_scan, root, hidden,
+                                                       directory_nodes)))]
     while stack:
         parent, entries = stack[-1]
         entry = next(entries, None)
@@ -118,7 +123,8 @@ async def _walk(root: _Entry, hidden: bool) -> AsyncIterator[tuple[str, _Entry]]
             yield "leave", parent
         elif entry.kind == "dir":
             yield "enter", entry
-            stack.append((entry, iter(await trio.to_thread.run_sync(_scan, entry, hidden))))
+            stack.append((entry, iter(await trio.to_thread.run_sync(
+                _scan, entry, hidden, directory_nodes))))
         else:
             yield entry.kind, entry
 
@@ -219,6 +225,21 @@ async def add_path(
                 yield item
     for item in tree.directories:
         yield item
+
+
+async def walk_files(root: Path, *, hidden: bool = False
+                     ) -> AsyncIterator[tuple[Path, str, int]]:
+    """Every regular file below directory ``root``, in the order ``add -r`` takes them:
+    (path, its name below ``root`` with "/" separators, size). Directories of any size:
+    no directory node is built from them."""
+    top = _root_entry(Path(root))
+    if top.kind != "dir":
+        raise LocalFileError(f"{root} is not a directory")
+    steps = _walk(top, hidden, directory_nodes=False)
+    async with aclosing(steps):
+        async for kind, entry in steps:
+            if kind == "file":
+                yield entry.path, entry.name.split("/", 1)[1], entry.size
 
 
 async def tree_size(path: Path, *, recursive: bool = False, hidden: bool = False) -> int:

@@ -17,6 +17,7 @@ from .cliutil import run_cli, setup_logging
 from .config import CONFIG_FILE, LOG_LEVELS, STORE_KINDS, StoreConfig, load_node_config
 from .daemon import run_node
 from .errors import ConfigError
+from .logs import LOG_FORMATS, use_format
 from .net.addrs import check_announce_host
 from .provision import create_joining_node, token_from
 
@@ -74,9 +75,14 @@ def _check_s3_listen(listen: str) -> None:
 @click.option("--s3-listen", callback=_host_port, metavar="HOST:PORT",
               help="Serve the S3 gateway on HOST:PORT ([IPv6]:PORT).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Default: from config (info).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS),
+              help="text, or json: one object per line. Default: from config (text).")
+@click.option("--metrics-listen", callback=_host_port, metavar="HOST:PORT",
+              help="Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.")
 def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file: Path | None,
          listen: str | None, announce_host: str | None, store: str | None,
-         mongodb_uri: str | None, s3_listen: str | None, log_level: str | None) -> None:
+         mongodb_uri: str | None, s3_listen: str | None, log_level: str | None,
+         log_format: str | None, metrics_listen: str | None) -> None:
     """Run a dscluster data node."""
     if not (conf_dir / CONFIG_FILE).exists():
         if bootstrapper is None or index is None:
@@ -115,7 +121,10 @@ def main(conf_dir: Path, bootstrapper: str | None, index: int | None, token_file
             # `dscfg s3-key list` shows access keys only: say where the secret is
             click.echo(f"dscluster: created S3 access key {cred.access_key}; its secret_key "
                        f"is in {conf_dir / CONFIG_FILE} (s3.credentials)", err=True)
+    if metrics_listen is not None:
+        cfg.metrics_listen = metrics_listen
     setup_logging(log_level or cfg.log_level)
+    use_format(log_format or cfg.log_format)
     trio.run(run_node, conf_dir, cfg)
 
 

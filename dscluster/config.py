@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigError
 from .identity import read_private_file, write_private_file
 from .limits import ConnectionLimits, Limits
+from .logs import LOG_FORMATS
 from .net.addrs import check_announce_host
 
 # the one list of store backends (dscluster.store opens them)
@@ -92,6 +93,9 @@ class NodeConfig:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     disable_delete: bool = False
     log_level: str = "info"
+    log_format: str = "text"
+    # HOST:PORT of /metrics, /healthz and /readyz (health.py); None: not served
+    metrics_listen: str | None = None
     s3: dict[str, Any] | None = None
     key_file: str = IDENTITY_FILE
     token_file: str = "node.token"
@@ -104,6 +108,8 @@ class NodeConfig:
             raise ConfigError("a node that is not the bootstrapper needs bootstrap_address")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         if self.member_index < 0:
             raise ConfigError("identity.index must not be negative")
         check_announce_host(self.announce_host)
@@ -126,7 +132,10 @@ class NodeConfig:
             "connections": self.connections.to_dict(),
             "disable_delete": self.disable_delete,
             "log_level": self.log_level,
+            "log_format": self.log_format,
         }
+        if self.metrics_listen is not None:
+            d["metrics_listen"] = self.metrics_listen
         if self.s3 is not None:
             d["s3"] = self.s3
         return d
@@ -153,6 +162,8 @@ class NodeConfig:
                 connections=ConnectionLimits.from_dict(d.get("connections")),
                 disable_delete=bool(d.get("disable_delete", False)),
                 log_level=str(d.get("log_level", "info")),
+                log_format=str(d.get("log_format", "text")),
+                metrics_listen=d.get("metrics_listen"),
                 s3=d.get("s3"),
             )
         except (KeyError, TypeError, ValueError) as e:

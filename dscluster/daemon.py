@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -29,9 +30,12 @@ from .cluster.state import ClusterState
 from .clustermap import JOINED, ClusterMap, Member
 from .config import NodeConfig, resolve
 from .errors import ConfigError
+from .health import serve_health
 from .identity import Identity
+from .keys import SLOT_COUNT
 from .limits import fd_budget, fd_share
 from .logs import quiet_resource_errors
+from .metrics import NodeMetrics
 from .net.addrs import announced, split_p2p_maddr
 from .net.pool import ChannelPool
 from .net.transport import open_transport
@@ -114,10 +118,14 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                     state.map.save(map_path)
 
             liveness = Liveness()
+            metrics = NodeMetrics()
+            metrics.store, metrics.replica = store, replica
+            metrics.admissions = {"lane": transport.lane.admission,
+                                  "libp2p": (await transport.libp2p()).admission}
             server = NodeServer(replica=replica, state=state, member_index=cfg.member_index,
                                 peer_id=peer_id, secret=token.key, limits=cfg.limits,
                                 disable_delete=cfg.disable_delete, on_join=on_join,
-                                liveness=liveness)
+                                liveness=liveness, metrics=metrics)
             transport.set_handler(server.handle_stream)
             caller = MemberCaller(pool, state, bootstrapper=boot_contact,
                                   request_timeout=cfg.timeouts.request,
@@ -126,15 +134,21 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
             server.anti_entropy = anti_entropy = AntiEntropy(replica, caller, cfg.member_index,
                                                               limits=cfg.limits,
                                                               restarted=restarted)
+            metrics.anti_entropy = anti_entropy
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(caller.watch)
                 nursery.start_soon(anti_entropy.run)
                 if membership is not None:
                     # after a restart from the cache, announce ourselves again
                     nursery.start_soon(lambda: membership.follow(state, rejoin=True))
+                if cfg.metrics_listen:
+                    bound = await nursery.start(
+                        serve_health, cfg.metrics_listen, metrics,
+                        lambda: _unready(state, cfg.member_index, anti_entropy))
+                    log.info("metrics and health on http://%s", bound)
                 if cfg.s3 and cfg.s3.get("listen"):
                     await _start_s3(nursery, ClusterDatastore(caller, limits=cfg.limits,
-                                                              writer=peer_id), cfg)
+                                                              writer=peer_id), cfg, metrics)
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope, signals)
                 log.info(
                     "node %d ready: %s/p2p/%s, slots %s, store %s, map epoch %d",
@@ -150,7 +164,20 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
         raise KeyboardInterrupt
 
 
-async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig) -> None:
+def _unready(state: ClusterState, index: int, anti_entropy: AntiEntropy) -> str | None:
+    """Why the node cannot serve its slots yet (/readyz), or None."""
+    cmap = state.map
+    owned = [s for s in range(SLOT_COUNT) if cmap.owns(index, s)]
+    if not owned:
+        return f"node {index} owns no slots in map epoch {cmap.epoch}"
+    behind = anti_entropy.catching_up(owned)
+    if behind is not None:
+        return f"catching up: slot {behind} not yet compared with its other owners"
+    return None
+
+
+async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig,
+                    metrics: NodeMetrics) -> None:
     # imported here so a node without a gateway does not load the HTTP stack
     from .s3.server import serve_s3
     from .s3.settings import S3Settings
@@ -158,7 +185,7 @@ async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig
     settings = S3Settings.from_dict(cfg.s3)
     # an object stored as one value must fit in one value of this cluster
     settings.max_value_size = min(settings.max_value_size, cfg.limits.max_value_bytes)
-    bound = await nursery.start(serve_s3, ds, settings)
+    bound = await nursery.start(partial(serve_s3, ds, settings, metrics=metrics))
     log.info("S3 gateway listening on http://%s", bound)
 
 

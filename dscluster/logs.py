@@ -12,18 +12,34 @@ line for each, and trio's accept loop logged a full traceback for every EMFILE. 
   resource shortage (EMFILE, ENFILE, ENOBUFS, ENOMEM) loses its traceback, which says
   nothing new, and is rate-limited the same way. py-libp2p's own per-connection logging
   is below the level cliutil.setup_logging lets through, except when debugging.
+
+``use_format`` picks the line format of the handlers cliutil.setup_logging installed:
+``text`` (``time LEVEL logger: message``) or ``json`` (one object per line: time, level,
+logger, message and the record's extra fields). Both add the id of the S3 request a
+line was logged for (``request_id``, set by s3/observe.py), so one request's lines can
+be found together.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import time
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
+from datetime import UTC, datetime
 
 INTERVAL = 10.0
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_LOGGERS = ("trio.serve_listeners",)
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# the id of the S3 request being served, for every line logged while serving it
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# what every LogRecord has; the rest of its attributes are a call's extra fields
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "request_id"}
 
 
 class RateLimiter:
@@ -100,3 +116,49 @@ def quiet_resource_errors(names: tuple[str, ...] = ACCEPT_LOGGERS) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, ResourceErrorFilter) for f in logger.filters):
             logger.addFilter(ResourceErrorFilter())
+
+
+class _RequestId(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None)
+        return f"{line} request_id={rid}" if rid else line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None)
+        if rid:
+            obj["request_id"] = rid
+        obj.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            obj["exception"] = self.formatException(record.exc_info)
+        # default=str: an extra field of any type must not lose the line
+        return json.dumps(obj, default=str)
+
+
+def use_format(kind: str) -> None:
+    """Format the root logger's handlers (and logging's last resort) as ``kind``."""
+    formatter = JsonFormatter() if kind == "json" else TextFormatter()
+    for handler in [*logging.getLogger().handlers, logging.lastResort]:
+        if handler is None:
+            continue
+        handler.setFormatter(formatter)
+        if not any(isinstance(f, _RequestId) for f in handler.filters):
+            handler.addFilter(_RequestId())

@@ -121,6 +121,7 @@ class AdmissionControl:
         self.clients = 0
         self.members = 0
         self.evicted = 0
+        self.refused = 0  # since start, for metrics (evictions are counted apart)
 
     @property
     def unauthenticated(self) -> int:
@@ -131,6 +132,7 @@ class AdmissionControl:
         if self._per_source[source] >= lim.unauthenticated_per_source:
             silent = self._silent_from.get(source)
             if not silent:
+                self.refused += 1
                 return Refused(f"{lim.unauthenticated_per_source} unauthenticated "
                                f"connections from {source} already")
             self._evict(next(iter(silent)))
@@ -156,6 +158,7 @@ class AdmissionControl:
         room = self.clients + self.members < lim.authenticated and (
             role == MEMBER_ROLE or self.clients < lim.authenticated - lim.member_reserve)
         if not room:
+            self.refused += 1
             return False
         self._forget(t)
         t.role = role

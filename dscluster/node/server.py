@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from ..errors import (
 from ..keys import SLOT_COUNT, clean_path, slot_of
 from ..limits import PREAUTH_TIMEOUT, Limits
 from ..logs import RateLimitedLog
+from ..metrics import NodeMetrics
 from ..net.base import ByteStream
 from ..net.channel import MessageChannel, error_message
 from ..net.handshake import server_handshake
@@ -87,6 +89,7 @@ class NodeServer:
         disable_delete: bool = False,
         on_join: JoinHandler | None = None,
         liveness: Liveness | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.replica = replica
         self.store = replica.store
@@ -104,6 +107,7 @@ class NodeServer:
         self.on_join = on_join
         # this node's view of which members answer, reported in Stats
         self.liveness = liveness or Liveness()
+        self.metrics = metrics or NodeMetrics()
         self._handlers: dict[type[wire.Message], Callable[[Any, Caller], Awaitable[Any]]] = {
             wire.ReadRecord: self._read_record,
             wire.WriteRecords: self._write_records,
@@ -122,7 +126,8 @@ class NodeServer:
 
     # -- stream loop --------------------------------------------------------------------
     async def handle_stream(self, stream: ByteStream) -> None:
-        chan = MessageChannel(stream, wire.Connection(wire.Role.SERVER, self.limits))
+        chan = MessageChannel(self.metrics.counted(stream),
+                              wire.Connection(wire.Role.SERVER, self.limits))
         peer = stream.remote_peer
         admission = stream.admission
         # the transport's deadline counts from accept: its TLS or Noise handshake too
@@ -171,6 +176,14 @@ class NodeServer:
         return await self._answer(msg, Caller(self.peer_id, "node"))
 
     async def _answer(self, msg: wire.Message, caller: Caller) -> wire.Message:
+        start = time.perf_counter()
+        reply = await self._dispatch(msg, caller)
+        # clients are too many to label one by one; members are few
+        self.metrics.answered(type(msg).__name__, reply, time.perf_counter() - start,
+                              caller.peer if caller.role == "node" else caller.role)
+        return reply
+
+    async def _dispatch(self, msg: wire.Message, caller: Caller) -> wire.Message:
         try:
             if isinstance(msg, WRITES) and caller.role == "readonly":
                 raise Forbidden("this client is read-only")

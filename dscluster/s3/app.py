@@ -1,21 +1,22 @@
 """The ASGI application: parse, authenticate, route, dispatch, answer.
 
-Every request gets an id (``x-amz-request-id`` and ``<RequestId>``). Errors from any
-layer end here: an ``S3Error`` as it is, a dscluster error through the one mapping table
-(errors.py), anything else as InternalError with the traceback in the log. Errors raised
-inside a nursery (the UnixFS importer runs one) arrive as exception groups and are
-unwrapped first. Before answering, whatever the handler left of the request body is
-read and dropped, so that the client sees the answer and the connection stays usable.
+Every request gets one id (``x-amz-request-id``, ``<RequestId>`` and its log lines,
+made by observe.py). Errors from any layer end here: an ``S3Error`` as it is, a dscluster
+error through the one mapping table (errors.py), anything else as InternalError with the
+traceback in the log. Errors raised inside a nursery (the UnixFS importer runs one)
+arrive as exception groups and are unwrapped first. Before answering, whatever the
+handler left of the request body is read and dropped, so that the client sees the answer
+and the connection stays usable.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import UTC, datetime
 
 from ..datastore import Datastore
 from ..errors import DSClusterError
+from ..metrics import NodeMetrics
 from . import buckets, listing, multipart, objects
 from .body import drain
 from .context import Gateway, Handler
@@ -30,6 +31,7 @@ from .http import (
     parse_request,
     send_response,
 )
+from .observe import ACCESS_SCOPE, Access, Observed
 from .router import Endpoint, route
 from .settings import S3Settings
 from .sigv4 import authenticate
@@ -84,6 +86,11 @@ def as_s3_error(exc: Exception) -> S3Error:
     return S3Error("InternalError")
 
 
+def gateway_app(ds: Datastore, settings: S3Settings, metrics: NodeMetrics) -> Observed:
+    """The gateway with its metrics and access log (observe.py)."""
+    return Observed(S3App(ds, settings), metrics)
+
+
 class S3App:
     """The gateway as an ASGI 3 application over a Datastore."""
 
@@ -102,26 +109,30 @@ class S3App:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
-    async def _handle(self, req: Request) -> Response:
+    async def _handle(self, req: Request, access: Access) -> Response:
         settings = self.gw.settings
         req.auth = authenticate(req.method, req.path, req.query_pairs, req.headers,
                                 secret_for=settings.secret_for,
                                 allow_anonymous=settings.allow_anonymous,
                                 now=datetime.now(UTC), raw_path=req.raw_path)
+        access.access_key = req.auth.access_key
         # a presigned URL's signed x-amz-* query values stand for the headers they name
         req.headers += req.auth.query_headers
         # routed after authentication, so that what makes a PUT a copy (x-amz-copy-source)
         # is signed whenever the request is
         where = route(req.method, req.path, req.query,
                       copy_source=req.header("x-amz-copy-source") is not None)
+        access.operation, access.bucket, access.key = where.endpoint.value, where.bucket, where.key
         return await HANDLERS[where.endpoint](self.gw, req, where)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = secrets.token_hex(8).upper()
+        # observe.Observed made the request's one id; called bare (tests), it gets its own
+        access = scope.get(ACCESS_SCOPE) or Access.new()
+        request_id = access.request_id
         req: Request | None = None
         try:
             req = parse_request(scope, receive, request_id)
-            resp = await self._handle(req)
+            resp = await self._handle(req, access)
         except Exception as e:
             resp = error_response(as_s3_error(e), request_id,
                                   req.path if req is not None else None)

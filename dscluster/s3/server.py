@@ -36,7 +36,8 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr
 
 from ..datastore import Datastore
-from .app import S3App
+from ..metrics import NodeMetrics
+from .app import gateway_app
 from .reasons import use_reason_phrases
 from .settings import S3Settings, parse_listen
 
@@ -172,12 +173,13 @@ async def serve_s3(
     ds: Datastore,
     settings: S3Settings,
     *,
+    metrics: NodeMetrics | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the S3 API over ``ds`` until cancelled; ``task_status.started`` gets the
     bound "host:port" (the real port when settings.listen asks for port 0)."""
     use_reason_phrases()
-    app = ASGIWrapper(S3App(ds, settings))
+    app = ASGIWrapper(gateway_app(ds, settings, metrics or NodeMetrics()))
     config = hypercorn_config(settings)
     context = WorkerContext(None)
     sockets = config.create_sockets()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import re
 from itertools import count
@@ -10,6 +11,7 @@ from itertools import count
 import pytest
 import trio
 
+from dscluster import logs
 from dscluster.auth import Token, new_secret
 from dscluster.cluster.replica import ReplicaStore
 from dscluster.cluster.state import ClusterState
@@ -146,3 +148,52 @@ async def test_refused_peers_log_a_handful_of_lines(caplog, monkeypatch):
     assert 5 <= len(lines) <= 7
     assert HELD_BACK.search(lines[-1]) and "(19 more in the last 10 s)" in lines[1]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def _formatted(kind: str, record: logging.LogRecord) -> str:
+    """``record`` as the handler use_format(kind) sets up writes it."""
+    handler = logging.Handler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    saved = logging.lastResort
+    try:
+        logs.use_format(kind)
+        assert handler.filter(record)
+        return handler.format(record)
+    finally:
+        root.removeHandler(handler)
+        logging.lastResort = saved
+
+
+def _record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
+    return logging.getLogger("dscluster.test").makeRecord(
+        "dscluster.test", logging.WARNING, __file__, 1, msg, args, None, extra=extra)
+
+
+def test_json_format_is_one_object_a_line_with_the_extra_fields():
+    token = logs.request_id.set("ABCDEF0123456789")
+    try:
+        lines = [_formatted("json", _record("put %s\nof %d bytes", "/k", 5, status=200,
+                                            bucket=None, when=object()))
+                 for _ in range(2)]
+    finally:
+        logs.request_id.reset(token)
+    assert all("\n" not in line for line in lines)
+    obj = json.loads(lines[0])
+    assert obj["level"] == "WARNING" and obj["logger"] == "dscluster.test"
+    assert obj["message"] == "put /k\nof 5 bytes"
+    assert obj["status"] == 200 and obj["bucket"] is None and "when" in obj
+    assert obj["request_id"] == "ABCDEF0123456789"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", obj["time"])
+    assert "args" not in obj and "msg" not in obj  # the record's own attributes stay out
+
+
+def test_text_format_names_the_request_only_while_one_is_served():
+    assert _formatted("text", _record("plain")).endswith("WARNING dscluster.test: plain")
+    token = logs.request_id.set("ABCDEF0123456789")
+    try:
+        line = _formatted("text", _record("inside"))
+    finally:
+        logs.request_id.reset(token)
+    assert line.endswith("dscluster.test: inside request_id=ABCDEF0123456789")
+

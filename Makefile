@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench soak clean
+.PHONY: install demo test lint bench soak clean go-harnesses
 
 $(STAMP): pyproject.toml scripts/system-deps.sh tests/js/package-lock.json
 	bash scripts/system-deps.sh
@@ -21,9 +21,33 @@ install: $(STAMP)
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: install
+test: install go-harnesses
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Go interop harnesses (tests/go/<name>, each its own module with pinned versions; see
+# doc/storage.md, "Go interop harnesses"): built into .cache/go/bin, run by
+# tests/interop. Modules are fetched from the Go module proxy here, never at test time;
+# the stamp makes a second build a no-op (and Go's build cache a rebuild quick).
+GO ?= $(shell command -v go 2>/dev/null || { test -x /usr/local/go/bin/go && echo /usr/local/go/bin/go; })
+GO_BIN := .cache/go/bin
+GO_STAMP := .cache/go/stamp
+GO_ENV := GOFLAGS='-mod=readonly -buildvcs=false' GOTOOLCHAIN=local
+
+ifeq ($(GO),)
+go-harnesses:
+	@echo "go not found: the Go interop harnesses (tests/go) are skipped"
+else
+go-harnesses: $(GO_STAMP)
+
+# a main package is built as a program, anything else as its `go test -c` binary
+$(GO_STAMP): $(shell find tests/go -type f 2>/dev/null)
+	@mkdir -p $(GO_BIN)
+	@for h in tests/go/*/; do h=$${h%/}; n=$${h##*/}; out=$(CURDIR)/$(GO_BIN)/$$n; \
+	  if grep -qs '^package main$$' $$h/*.go; then cmd="build -o $$out ."; else cmd="test -c -o $$out ."; fi; \
+	  echo "go $$cmd  (in $$h)"; (cd $$h && $(GO_ENV) $(GO) $$cmd) || exit 1; touch $$out; done
+	@touch $@
+endif
 
 lint: install
 	$(BIN)/ruff check .
@@ -31,8 +55,8 @@ lint: install
 bench: install
 	$(BIN)/python -m bench
 
-soak: install
+soak: install go-harnesses
 	$(BIN)/pytest -m soak
 
 clean:
-	rm -rf $(VENV) demo bench-out .pytest_cache .ruff_cache tests/js/node_modules
+	rm -rf $(VENV) demo bench-out .pytest_cache .ruff_cache tests/js/node_modules .cache/go

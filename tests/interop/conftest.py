@@ -1,0 +1,100 @@
+"""Interop harnesses in Go (tests/go/<harness>, built by `make go-harnesses` into
+.cache/go/bin), run against real dscluster processes on 127.0.0.1.
+
+A harness that is not built is skipped with one line: where Go is missing that is the
+expected state; where Go is there, `make go-harnesses` (run by `make test`) builds it. A
+harness older than its sources fails rather than test old code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from dscluster.config import free_tcp_port
+from dscluster.localcluster import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+GO_SOURCES = REPO / "tests" / "go"
+GO_BIN = REPO / ".cache" / "go" / "bin"  # where `make go-harnesses` puts them
+REGION = "us-east-1"
+
+
+def go_available() -> bool:
+    return shutil.which("go") is not None or os.access("/usr/local/go/bin/go", os.X_OK)
+
+
+def harness(name: str) -> Path:
+    """The built binary of tests/go/<name>, or a skip saying why there is none."""
+    binary = GO_BIN / name
+    if not binary.exists():
+        if not go_available():
+            pytest.skip("Go toolchain not found: the Go interop harnesses are skipped")
+        pytest.skip(f"Go harness {name} is not built: run `make go-harnesses`")
+    built = binary.stat().st_mtime
+    newer = [p for p in (GO_SOURCES / name).rglob("*") if p.is_file() and p.stat().st_mtime > built]
+    if newer:
+        pytest.fail(f"{binary} is older than {newer[0]}: run `make go-harnesses`")
+    return binary
+
+
+def run(argv: list[str | Path], *, timeout: float, env: dict[str, str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a harness; on failure the assertion shows what it printed."""
+    p = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    if check:
+        assert p.returncode == 0, (f"{' '.join(map(str, argv))} exited {p.returncode}\n"
+                                   f"--- stdout (tail)\n{p.stdout[-6000:]}\n"
+                                   f"--- stderr (tail)\n{p.stderr[-3000:]}")
+    return p
+
+
+def s3_credential(c: Cluster) -> dict[str, str]:
+    """The S3 credential `dscfg cluster` gave the bootstrapper."""
+    cfg = json.loads((c.nodes[0].conf / "config.json").read_text())
+    return cfg["s3"]["credentials"][0]
+
+
+def s3_client(c: Cluster, endpoint: str) -> Any:
+    cred = s3_credential(c)
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id=cred["access_key"],
+                        aws_secret_access_key=cred["secret_key"],
+                        config=Config(s3={"addressing_style": "path"},
+                                      retries={"max_attempts": 1}))
+
+
+@pytest.fixture(scope="module")
+def gateway_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+    """A 3-node flatfs cluster with replication 3 whose bootstrapper serves the S3
+    gateway: (cluster, endpoint URL)."""
+    port = free_tcp_port()
+    c = Cluster(tmp_path_factory.mktemp("interop-s3"), nodes=3, replication=3,
+                node0_args=[f"--s3-listen=127.0.0.1:{port}"])
+    c.start()
+    try:
+        yield c, f"http://127.0.0.1:{port}"
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+    """A 1-node flatfs cluster serving the S3 gateway: (cluster, endpoint URL)."""
+    port = free_tcp_port()
+    c = Cluster(tmp_path_factory.mktemp("interop-s3-node"), nodes=1,
+                node0_args=[f"--s3-listen=127.0.0.1:{port}"])
+    c.start()
+    try:
+        yield c, f"http://127.0.0.1:{port}"
+    finally:
+        c.stop()

@@ -73,28 +73,26 @@ def s3_client(c: Cluster, endpoint: str) -> Any:
                                       retries={"max_attempts": 1}))
 
 
-@pytest.fixture(scope="module")
-def gateway_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
-    """A 3-node flatfs cluster with replication 3 whose bootstrapper serves the S3
-    gateway: (cluster, endpoint URL)."""
+def _gateway(factory: pytest.TempPathFactory, name: str, nodes: int,
+             replication: int) -> Iterator[tuple[Cluster, str]]:
     port = free_tcp_port()
-    c = Cluster(tmp_path_factory.mktemp("interop-s3"), nodes=3, replication=3,
+    c = Cluster(factory.mktemp(name), nodes=nodes, replication=replication,
                 node0_args=[f"--s3-listen=127.0.0.1:{port}"])
     c.start()
     try:
         yield c, f"http://127.0.0.1:{port}"
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+    """A 3-node flatfs cluster with replication 3 whose bootstrapper serves the S3
+    gateway: (cluster, endpoint URL)."""
+    yield from _gateway(tmp_path_factory, "interop-s3", 3, 3)
 
 
 @pytest.fixture(scope="module")
 def gateway_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
     """A 1-node flatfs cluster serving the S3 gateway: (cluster, endpoint URL)."""
-    port = free_tcp_port()
-    c = Cluster(tmp_path_factory.mktemp("interop-s3-node"), nodes=1,
-                node0_args=[f"--s3-listen=127.0.0.1:{port}"])
-    c.start()
-    try:
-        yield c, f"http://127.0.0.1:{port}"
-    finally:
-        c.stop()
+    yield from _gateway(tmp_path_factory, "interop-s3-node", 1, 1)

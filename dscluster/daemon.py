@@ -167,10 +167,10 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
 def _unready(state: ClusterState, index: int, anti_entropy: AntiEntropy) -> str | None:
     """Why the node cannot serve its slots yet (/readyz), or None."""
     cmap = state.map
-    owned = [s for s in range(SLOT_COUNT) if cmap.owns(index, s)]
-    if not owned:
+    if not any(cmap.owns(index, s) for s in range(SLOT_COUNT)):  # stops at the first
         return f"node {index} owns no slots in map epoch {cmap.epoch}"
-    behind = anti_entropy.catching_up(owned)
+    # catching_up only ever holds slots this node owns
+    behind = anti_entropy.catching_up(range(SLOT_COUNT))
     if behind is not None:
         return f"catching up: slot {behind} not yet compared with its other owners"
     return None

@@ -489,7 +489,7 @@ async def _logged(what: str, work: Awaitable[T]) -> T | None:
     on, because the node must keep serving clients and the next round tries again."""
     try:
         return await work
-    except Exception:
+    except Exception:  # logged with its traceback at ERROR, not swallowed: see above
         log.exception("anti-entropy %s failed; trying again at the next round", what)
         return None
 

@@ -11,11 +11,21 @@ On disk and on the wire the owner lists are run-length encoded as
 ``{"start": a, "end": b, "owners": [...]}`` with inclusive ends (as Redis Cluster prints
 slot ranges).
 
-The format is versioned. Version 2 always carries ``replication``, and every owner on a
+Slot moves (Garage's staged layouts): a slot being moved also has a ``target`` owner list.
+While it moves, writes go to both lists (``write_set``), reads ask the old owners first
+(``read_set``), and every member on either list serves it (``owns``); ``finish`` makes the
+target the owners once the coordinator (cluster/rebalance.py) has copied the slot, and
+``abort`` drops the targets. ``layout_epoch`` is the epoch at which owner or target lists
+last changed: a node refuses writes from a writer whose map is older than that, since such
+a writer may not know every member a write must reach.
+
+The format is versioned. Version 3 adds slot targets, ``layout_epoch`` and member weights
+and the ``retired`` state. Version 2 always carries ``replication``, and every owner on a
 slot's list serves it. Version 1, what releases before replication wrote, may lack
 ``replication`` (then 1) and had only primaries serve; every version 1 map a release
 wrote has one owner per slot, so it means the same in version 2. Older maps are upgraded
-as they are read (``_UPGRADES``) and written as version 2 the next time a map is saved.
+as they are read (``_UPGRADES``) and written as the current version the next time a map
+is saved.
 A map of a newer version is refused: its fields may mean what this code cannot honour,
 and guessing would misplace keys.
 """
@@ -24,20 +34,24 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .cluster.placement import check_replication, initial_owners
+from .cluster.placement import check_replication, initial_owners, plan
 from .errors import ClusterError, ConfigError
 from .keys import SLOT_COUNT, slot_of
 
-MAP_FORMAT_VERSION = 2
+MAP_FORMAT_VERSION = 3
 PENDING = "pending"  # no node has claimed this member yet
 JOINED = "joined"
-MEMBER_STATES = (PENDING, JOINED)
+# removed from the cluster: owns nothing, is not asked, and its peer id joins no more.
+# (A member being drained is JOINED with weight 0: it serves what it owns until moved.)
+RETIRED = "retired"
+MEMBER_STATES = (PENDING, JOINED, RETIRED)
+MAX_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +60,25 @@ class Member:
     peer_id: str | None = None
     addrs: tuple[str, ...] = ()
     state: str = PENDING
+    # relative capacity: a plan gives each active member slots in proportion to it
+    weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "id": self.peer_id, "swarm": list(self.addrs),
-                "state": self.state}
+                "state": self.state, "weight": self.weight}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Member:
         try:
             m = cls(int(d["index"]), d.get("id"), tuple(str(a) for a in d.get("swarm", ())),
-                    str(d.get("state", PENDING)))
+                    str(d.get("state", PENDING)), float(d.get("weight", 1.0)))
         except (KeyError, TypeError, ValueError) as e:
             raise ClusterError(f"invalid member entry in cluster map: {e}") from None
         if m.state not in MEMBER_STATES:
             raise ClusterError(f"invalid member state {m.state!r}")
+        if not 0.0 <= m.weight <= MAX_WEIGHT:  # also refuses NaN
+            raise ClusterError(f"member {m.index} has weight {m.weight}; weights are "
+                               f"0..{MAX_WEIGHT:g}")
         return m
 
     def describe(self) -> str:
@@ -72,6 +91,9 @@ class ClusterMap:
     members: tuple[Member, ...]
     owners: tuple[tuple[int, ...], ...]  # one owner list per slot
     replication: int = 1
+    # slot -> the owner list it is moving to (see the module docstring)
+    moving: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    layout_epoch: int = 0
     _ranges: dict[int, list[tuple[int, int]]] = field(default_factory=dict, compare=False,
                                                       repr=False)
 
@@ -87,14 +109,29 @@ class ClusterMap:
         except ConfigError as e:
             raise ClusterError(f"invalid cluster map: {e}") from None
         for s, owners in enumerate(self.owners):
-            if not owners or any(not 0 <= o < n for o in owners) \
-                    or len(set(owners)) != len(owners):
-                raise ClusterError(f"slot {s} has an invalid owner list {owners}")
-            if len(owners) != self.replication:
-                # the quorums (placement.py) are sized from R: they are majorities only
-                # of exactly R owners
-                raise ClusterError(f"slot {s} has {len(owners)} owners {owners}; the map's "
-                                   f"replication factor is {self.replication}")
+            self._check_owners(s, owners, "owner")
+        for s, target in self.moving.items():
+            if not 0 <= s < SLOT_COUNT:
+                raise ClusterError(f"slot {s} does not exist")
+            self._check_owners(s, target, "target")
+            if set(target) == set(self.owners[s]):
+                raise ClusterError(f"slot {s} moves to the owners it has")
+        if not 0 <= self.layout_epoch <= self.epoch:
+            raise ClusterError(f"layout epoch {self.layout_epoch} is not within 0..{self.epoch}")
+
+    def _check_owners(self, s: int, owners: tuple[int, ...], what: str) -> None:
+        n = len(self.members)
+        if not owners or any(not 0 <= o < n for o in owners) \
+                or len(set(owners)) != len(owners):
+            raise ClusterError(f"slot {s} has an invalid {what} list {owners}")
+        if len(owners) != self.replication:
+            # the quorums (placement.py) are sized from R: they are majorities only
+            # of exactly R owners
+            raise ClusterError(f"slot {s} has {len(owners)} {what}s {owners}; the map's "
+                               f"replication factor is {self.replication}")
+        for o in owners:
+            if self.members[o].state == RETIRED:
+                raise ClusterError(f"slot {s} lists retired member {o} as {what}")
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -112,6 +149,82 @@ class ClusterMap:
         members = list(self.members)
         members[member.index] = member
         return self.evolve(members=tuple(members))
+
+    def add_member(self, peer_id: str, addrs: tuple[str, ...], weight: float = 1.0
+                   ) -> ClusterMap:
+        """The next map with a new joined member that owns nothing yet (a rebalance gives
+        it slots)."""
+        if len(self.members) >= SLOT_COUNT:
+            raise ClusterError(f"a cluster has at most {SLOT_COUNT} members")
+        member = Member(len(self.members), peer_id, addrs, JOINED, weight)
+        return self.evolve(members=(*self.members, member))
+
+    # -- slot moves -----------------------------------------------------------------------
+    def stage(self, new_owners: tuple[tuple[int, ...], ...]) -> ClusterMap:
+        """The next map moving every slot whose owner set differs from ``new_owners``;
+        a slot with the same owners in another order takes that order at once, since
+        reordering moves no data (it only changes which owner is asked first)."""
+        if self.moving:
+            raise ClusterError(f"{len(self.moving)} slots are still moving; finish or abort "
+                               "that rebalance first")
+        if len(new_owners) != SLOT_COUNT:
+            raise ClusterError(f"a layout must assign all {SLOT_COUNT} slots")
+        owners = list(self.owners)
+        moving: dict[int, tuple[int, ...]] = {}
+        for s, new in enumerate(new_owners):
+            new = tuple(new)
+            if set(new) == set(owners[s]):
+                owners[s] = new
+            else:
+                moving[s] = new
+        return self.evolve(owners=tuple(owners), moving=moving,
+                           layout_epoch=self.epoch + 1)
+
+    def finish(self, slots: Iterable[int]) -> ClusterMap:
+        """The next map where the given moving slots belong to their targets."""
+        owners = list(self.owners)
+        moving = dict(self.moving)
+        for s in slots:
+            if s not in moving:
+                raise ClusterError(f"slot {s} is not moving")
+            owners[s] = moving.pop(s)
+        return self.evolve(owners=tuple(owners), moving=moving, layout_epoch=self.epoch + 1)
+
+    def abort(self) -> ClusterMap:
+        """The next map with every move dropped: the old owners, which got every write
+        during the move, keep their slots."""
+        return self.evolve(moving={}, layout_epoch=self.epoch + 1)
+
+    def plan(self) -> tuple[tuple[int, ...], ...]:
+        """The owner lists a rebalance moves to (cluster/placement.py)."""
+        weights = {i: self.members[i].weight for i in self.active_members()}
+        return plan(self.owners, weights, self.replication)
+
+    def moving_slots(self) -> list[int]:
+        return sorted(self.moving)
+
+    def old_set(self, slot: int) -> tuple[int, ...]:
+        return self.owners[slot]
+
+    def new_set(self, slot: int) -> tuple[int, ...]:
+        return self.moving.get(slot, self.owners[slot])
+
+    def incoming(self, index: int, slot: int) -> bool:
+        """Whether ``index`` is receiving ``slot``: a target not yet holding all of it."""
+        target = self.moving.get(slot)
+        return target is not None and index in target and index not in self.owners[slot]
+
+    def planned_owners(self) -> tuple[tuple[int, ...], ...]:
+        """Every slot's owner list once the moves in progress are finished."""
+        return tuple(self.new_set(s) for s in range(SLOT_COUNT))
+
+    def active_members(self) -> list[int]:
+        """The members a plan gives slots to: not retired and not being drained."""
+        return [m.index for m in self.members if m.state != RETIRED and m.weight > 0]
+
+    def slots_of(self, index: int) -> int:
+        """How many slots ``index`` serves (as owner or incoming target)."""
+        return sum(self.owns(index, s) for s in range(SLOT_COUNT))
 
     # -- lookups ------------------------------------------------------------------------
     def owners_of_slot(self, slot: int) -> tuple[Member, ...]:
@@ -149,17 +262,23 @@ class ClusterMap:
     # The named questions every caller asks instead of indexing owner lists itself, so
     # that replication and slot moves change these answers, not their callers.
     def write_set(self, slot: int) -> tuple[int, ...]:
-        """The members a write to ``slot`` goes to: every owner."""
-        return self.owners[slot]
+        """The members a write to ``slot`` goes to: every owner, and while the slot moves
+        every target too (old owners first)."""
+        owners = self.owners[slot]
+        target = self.moving.get(slot)
+        if target is None:
+            return owners
+        return owners + tuple(t for t in target if t not in owners)
 
     def read_set(self, slot: int) -> tuple[int, ...]:
         """The members a read of ``slot`` may ask, in the order to ask them (primary
-        first, so that reads of one slot land on one node while it is up)."""
-        return self.owners[slot]
+        first, so that reads of one slot land on one node while it is up; while the slot
+        moves the old owners, which hold all of it, before the targets)."""
+        return self.write_set(slot)
 
     def owns(self, index: int, slot: int) -> bool:
-        """Whether member ``index`` holds a replica of ``slot``."""
-        return index in self.owners[slot]
+        """Whether member ``index`` holds (or is receiving) a replica of ``slot``."""
+        return index in self.owners[slot] or index in self.moving.get(slot, ())
 
     def slots_without(self, members: Collection[int]) -> list[int]:
         """The slots none of ``members`` owns."""
@@ -183,19 +302,27 @@ class ClusterMap:
     @cached_property
     def _serving(self) -> tuple[int, ...]:
         # asked once per query; a map is immutable, so once per map is enough
-        return tuple(sorted({o for s in range(SLOT_COUNT) for o in self.read_set(s)}))
+        serving = {o for owners in self.owners for o in owners}
+        serving.update(t for target in self.moving.values() for t in target)
+        return tuple(sorted(serving))
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         runs: list[dict[str, Any]] = []
         for s, owners in enumerate(self.owners):
-            if runs and runs[-1]["owners"] == list(owners):
+            run: dict[str, Any] = {"start": s, "end": s, "owners": list(owners)}
+            target = self.moving.get(s)
+            if target is not None:
+                run["target"] = list(target)
+            if runs and runs[-1]["owners"] == run["owners"] \
+                    and runs[-1].get("target") == run.get("target"):
                 runs[-1]["end"] = s
             else:
-                runs.append({"start": s, "end": s, "owners": list(owners)})
+                runs.append(run)
         return {
             "version": MAP_FORMAT_VERSION,
             "epoch": self.epoch,
+            "layout_epoch": self.layout_epoch,
             "replication": self.replication,
             "nodes": [m.to_dict() for m in self.members],
             "slots": runs,
@@ -211,14 +338,20 @@ class ClusterMap:
         try:
             members = tuple(Member.from_dict(m) for m in d["nodes"])
             owners: list[tuple[int, ...]] = [()] * SLOT_COUNT
+            moving: dict[int, tuple[int, ...]] = {}
             for run in d["slots"]:
                 start, end = int(run["start"]), int(run["end"])
                 if not 0 <= start <= end < SLOT_COUNT:
                     raise ClusterError(f"invalid slot range {start}-{end}")
                 ol = tuple(int(o) for o in run["owners"])
+                target = run.get("target")
+                tl = None if target is None else tuple(int(o) for o in target)
                 for s in range(start, end + 1):
                     owners[s] = ol
-            return cls(int(d["epoch"]), members, tuple(owners), int(d["replication"]))
+                    if tl is not None:
+                        moving[s] = tl
+            return cls(int(d["epoch"]), members, tuple(owners), int(d["replication"]),
+                       moving, int(d["layout_epoch"]))
         except (KeyError, TypeError, ValueError) as e:
             raise ClusterError(f"invalid cluster map: {e!r}") from None
 
@@ -255,8 +388,15 @@ def _v1_to_v2(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "version": 2, "replication": d.get("replication", 1)}
 
 
+def _v2_to_v3(d: dict[str, Any]) -> dict[str, Any]:
+    # no slot of a version 2 map moves and its layout never changed: every writer's map
+    # lists the owners a write must reach
+    return {**d, "version": 3, "layout_epoch": 0}
+
+
 # each step turns a map of version v into one of version v + 1
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2,
+                                                                    2: _v2_to_v3}
 
 
 def _upgraded(d: dict[str, Any]) -> dict[str, Any]:

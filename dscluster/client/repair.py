@@ -110,7 +110,7 @@ def _per_owner(cmap: ClusterMap, slots: Sequence[int]) -> dict[int, list[int]]:
     owner: it has no one to compare with."""
     out: dict[int, list[int]] = {}
     for s in slots:
-        owners = cmap.owners[s]
+        owners = cmap.write_set(s)  # a moving slot's targets too
         if len(owners) > 1:
             for o in owners:
                 out.setdefault(o, []).append(s)

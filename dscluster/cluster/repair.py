@@ -239,7 +239,7 @@ class AntiEntropy:
         assert self._behind is not None
         if compared and settled:
             self._behind.difference_update(
-                s for s in slots if not compared.isdisjoint(cmap.owners[s]))
+                s for s in slots if not compared.isdisjoint(cmap.write_set(s)))
 
     def _co_owners(self) -> set[int]:
         # looked at every tick; a map changes only with membership, so once per map
@@ -250,11 +250,12 @@ class AntiEntropy:
 
     def _peers(self, slots: Sequence[int]) -> dict[int, list[int]]:
         """The other owners of the slots this node owns among ``slots``, each with the
-        slots it shares with us."""
+        slots it shares with us. A moving slot's old owners and targets all count: that
+        is how a target is filled (cluster/rebalance.py)."""
         cmap = self.caller.state.map
         shared: dict[int, list[int]] = {}
         for s in slots:
-            owners = cmap.owners[s]
+            owners = cmap.write_set(s)
             if self.index in owners:
                 for p in owners:
                     if p != self.index:

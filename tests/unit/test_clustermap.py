@@ -63,7 +63,8 @@ def test_replica_lists_survive_the_format():
 
 def test_the_current_format_always_writes_its_version_and_replication():
     d = ClusterMap.initial(1).to_dict()
-    assert (d["version"], d["replication"]) == (MAP_FORMAT_VERSION, 1) == (2, 1)
+    assert (d["version"], d["replication"], d["layout_epoch"]) == (MAP_FORMAT_VERSION, 1, 0) \
+        == (3, 1, 0)
 
 
 # what dscluster wrote before replication (MAP_FORMAT_VERSION 1): `dscfg cluster -n 2`,
@@ -85,7 +86,7 @@ V1_MAP = {
 }
 
 
-def test_a_version_1_map_loads_and_is_written_back_as_version_2(tmp_path):
+def test_a_version_1_map_loads_and_is_written_back_as_the_current_version(tmp_path):
     path = tmp_path / "clustermap.json"
     path.write_text(json.dumps(V1_MAP, indent=1) + "\n")
     m = ClusterMap.load(path)
@@ -94,7 +95,8 @@ def test_a_version_1_map_loads_and_is_written_back_as_version_2(tmp_path):
     assert m.slot_ranges(0) == [(0, 8191)] and m.write_set(9000) == m.read_set(9000) == (1,)
     m.save(path)
     d = json.loads(path.read_text())
-    assert d == {**V1_MAP, "version": 2}
+    assert d == {**V1_MAP, "version": 3, "layout_epoch": 0,
+                 "nodes": [{**n, "weight": 1.0} for n in V1_MAP["nodes"]]}
     assert ClusterMap.load(path) == m
 
 
@@ -110,12 +112,12 @@ def test_a_version_1_map_without_replication_has_one_copy():
 def test_a_map_from_a_newer_format_is_refused_naming_the_file(tmp_path):
     d = {**ClusterMap.initial(2).to_dict(), "version": MAP_FORMAT_VERSION + 1,
          "placement": "something this release cannot know"}
-    with pytest.raises(ConfigError, match=r"^cluster map format version 3 is newer than "
-                       r"this dscluster reads \(1 to 2\); upgrade dscluster"):
+    with pytest.raises(ConfigError, match=r"^cluster map format version 4 is newer than "
+                       r"this dscluster reads \(1 to 3\); upgrade dscluster"):
         ClusterMap.from_dict(d)
     path = tmp_path / "clustermap.json"
     path.write_text(json.dumps(d))
-    with pytest.raises(ConfigError, match=f"^{path}: cluster map format version 3"):
+    with pytest.raises(ConfigError, match=f"^{path}: cluster map format version 4"):
         ClusterMap.load(path)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -98,10 +99,24 @@ class Machines(Cluster):
                 f"--announce-host={h}"]
 
 
+def _map_once_all_joined(path: Path, timeout: float = 15.0) -> list[dict]:
+    """The members in the map a node saved, once every member shows as joined there.
+
+    Nodes 1 and 2 join at once: whichever joins first is handed a map in which the other
+    is still pending, and learns of the other's join from the map it polls and pings for
+    (every 1-2 s), so the saved map converges a moment after both are ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        members = json.loads(path.read_text())["nodes"]
+        if all(m["state"] == "joined" for m in members) or time.monotonic() > deadline:
+            return members
+        time.sleep(0.1)
+
+
 def test_three_machines_set_up_as_the_guide_says(tmp_path):
     c = Machines(tmp_path, nodes=3, replication=3).start()
     try:
-        members = json.loads((c.nodes[2].conf / "clustermap.json").read_text())["nodes"]
+        members = _map_once_all_joined(c.nodes[2].conf / "clustermap.json")
         for i, m in enumerate(members):
             # swarm and data lane both announced at the node's own machine
             assert m["swarm"] and all(a.startswith(f"/ip4/{c.host(i)}/tcp/")

@@ -32,6 +32,7 @@ from dscluster.store import open_store
 from .bench_s3 import bench_gateway
 from .files import bench_files
 from .kv import Result, run_kv
+from .reshard import bench_reshard
 
 ROOT = Path(__file__).resolve().parent.parent
 PERF_DOC = ROOT / "doc" / "performance.md"
@@ -85,6 +86,8 @@ async def bench_cluster(seconds: float, cluster: Cluster) -> list[Result]:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    ap.add_argument("--reshard-only", action="store_true",
+                    help="only the resharding benchmark (bench/reshard.py)")
     args = ap.parse_args()
     lines: list[str] = []
 
@@ -94,6 +97,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="dscluster-bench-") as t:
         tmp = Path(t)
+        if args.reshard_only:
+            for line in bench_reshard(tmp, R_DEFAULT, args.seconds):
+                say(line)
+            append_report(lines, args.seconds)
+            return
         local = trio.run(bench_local, args.seconds, tmp)
         for r in local:
             say(r.line())
@@ -144,6 +152,9 @@ def main() -> None:
             f"({'met' if put256 >= 60 else 'NOT met'})")
         say(f"target 1 KiB get x8 >= 1000 ops/s (R={R_DEFAULT}): {get1k:.0f} ops/s "
             f"({'met' if get1k >= 1000 else 'NOT met'})")
+        # last, on a cluster of its own: it fills 256 MB
+        for line in bench_reshard(tmp, R_DEFAULT, args.seconds):
+            say(line)
     append_report(lines, args.seconds)
 
 
@@ -156,7 +167,8 @@ def append_report(lines: list[str], seconds: float) -> None:
              "client process on loopback, flatfs with sync on; `cluster R=1` and "
              f"`cluster R={R_DEFAULT}` are two such clusters, run one after the other, with "
              f"replication factor 1 and the default {R_DEFAULT}; files and S3 ran on "
-             f"R={R_DEFAULT}.\n", "```", *lines, "```\n"]
+             f"R={R_DEFAULT}; the reshard run is a cluster of its own (bench/reshard.py).\n",
+             "```", *lines, "```\n"]
     PERF_DOC.parent.mkdir(exist_ok=True)
     if not PERF_DOC.exists():
         PERF_DOC.write_text("# Performance\n\n## Benchmark log (appended by `make bench`)\n")

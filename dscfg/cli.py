@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dscluster.auth import CLIENT_ROLES
 from dscluster.cliutil import run_cli
 from dscluster.cluster.placement import check_replication, default_replication
 from dscluster.config import STORE_KINDS, StoreConfig
@@ -64,10 +65,12 @@ Tokens (keep them private; mode 0600):
   {files.node_token}      for data nodes that join
   {files.client_token}    for read-write clients
   {files.readonly_token}  for read-only clients
+  {files.admin_token}     for operators: a client that may also rebalance and remove nodes
 Start it:
   dscluster --conf={directory}
   dscluster --conf=./srv02 --bootstrapper={files.bootstrapper} --identity=1 \\
             --token-file={files.node_token}
+  (a node added later joins the same way without --identity, through any live member)
   dsclient --conf=./cli init --bootstrapper={files.bootstrapper} \\
            --token-file={files.client_token}""", err=True)
 
@@ -75,13 +78,14 @@ Start it:
 @main.command()
 @click.option("--bootstrapper", required=True, help="Bootstrapper multiaddr.")
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Client or read-only token (or DSCLUSTER_TOKEN / DSCLUSTER_TOKEN_FILE).")
+              help="Client, read-only or admin token (or DSCLUSTER_TOKEN / "
+                   "DSCLUSTER_TOKEN_FILE).")
 @click.argument("path", type=click.Path(path_type=Path))
 def client(bootstrapper: str, token_file: Path | None, path: Path) -> None:
     """Create a client configuration at PATH (a directory, or DIR/config.json)."""
-    cfg = create_client(path, bootstrapper=bootstrapper,
-                        token=token_from(token_file, ("client", "readonly")))
-    kind = "read-only" if cfg.read_only_client else "read-write"
+    token = token_from(token_file, CLIENT_ROLES)
+    cfg = create_client(path, bootstrapper=bootstrapper, token=token)
+    kind = {"readonly": "read-only", "admin": "admin"}.get(token.role, "read-write")
     click.echo(f"{kind} client {cfg.peer_id} written to {path}")
 
 

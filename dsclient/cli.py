@@ -12,12 +12,15 @@ import click
 import trio
 from tqdm import tqdm
 
+from dscluster.auth import CLIENT_ROLES
 from dscluster.client.connect import open_cluster
 from dscluster.client.datastore import ClusterDatastore
+from dscluster.client.rebalance import ask_coordinator
 from dscluster.client.repair import disagreeing_slots, repair_slots, slot_health
 from dscluster.cliutil import run_cli, setup_logging, terminal_width, undone_on_failure
-from dscluster.clustermap import ClusterMap
+from dscluster.clustermap import RETIRED, ClusterMap
 from dscluster.config import LOG_LEVELS
+from dscluster.errors import DSClusterError
 from dscluster.keys import SLOT_COUNT, Key, slot_of, slot_ranges
 from dscluster.provision import create_client, token_from
 from dscluster.query import Query
@@ -26,6 +29,8 @@ from .dataset import import_dataset_command
 from .files import parse_cid, print_directory
 from .files import register as register_file_commands
 from .progress import human_bytes
+from .rebalance import describe as describe_moves
+from .rebalance import register as register_rebalance_commands
 from .status import cluster_epoch, status_lines
 
 T = TypeVar("T")
@@ -66,11 +71,13 @@ def main(ctx: click.Context, conf_dir: Path, log_level: str) -> None:
 @main.command()
 @click.option("--bootstrapper", required=True, help="Bootstrapper multiaddr.")
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Client or read-only token (or DSCLUSTER_TOKEN / DSCLUSTER_TOKEN_FILE).")
+              help="Client, read-only or admin token (or DSCLUSTER_TOKEN / "
+                   "DSCLUSTER_TOKEN_FILE). An admin client may also change the cluster's "
+                   "layout.")
 @click.pass_obj
 def init(app: ClientApp, bootstrapper: str, token_file: Path | None) -> None:
     """Create this client's directory and fetch the cluster map."""
-    token = token_from(token_file, ("client", "readonly"))
+    token = token_from(token_file, CLIENT_ROLES)
 
     async def fetch(ds: ClusterDatastore) -> int:
         return ds.state.epoch
@@ -79,7 +86,7 @@ def init(app: ClientApp, bootstrapper: str, token_file: Path | None) -> None:
     with undone_on_failure(app.conf_dir):
         cfg = create_client(app.conf_dir, bootstrapper=bootstrapper, token=token)
         epoch = app.run(fetch)
-    kind = "read-only" if cfg.read_only_client else "read-write"
+    kind = {"readonly": "read-only", "admin": "admin"}.get(token.role, "read-write")
     click.echo(f"{kind} client {cfg.peer_id} initialised; cluster map epoch {epoch}")
 
 
@@ -159,21 +166,37 @@ def ls(app: ClientApp, target: str, long_: bool, limit: int, offset: int) -> Non
 @click.pass_obj
 def status(app: ClientApp, as_json: bool) -> None:
     """Nodes, addresses, slot ranges, reachability, key counts, disk usage and repair."""
-    async def go(ds: ClusterDatastore) -> tuple[ClusterMap, list[dict[str, Any]], set[int]]:
+    async def go(ds: ClusterDatastore) -> tuple[ClusterMap, list[dict[str, Any]], set[int],
+                                               dict[str, Any] | None]:
+        try:
+            # the members and slots as the cluster has them now, not as cached at init
+            await ds.caller.refresh_map()
+        except DSClusterError:
+            pass  # every member down: the cached map is all there is, and rows say so
         rows = await ds.status()
-        return ds.state.map, rows, await disagreeing_slots(ds.caller)
+        try:
+            moves: dict[str, Any] | None = await ask_coordinator(ds.caller, "status")
+        except DSClusterError:
+            moves = None  # the coordinator is down: the map still says what moves
+        return ds.state.map, rows, await disagreeing_slots(ds.caller), moves
 
-    cmap, rows, disagreeing = app.run(go)
+    cmap, rows, disagreeing, moves = app.run(go)
     slots = slot_health(cmap, {r["index"] for r in rows if r.get("reachable")}, disagreeing)
     if as_json:
         click.echo(json.dumps({"epoch": cluster_epoch(rows, cmap.epoch),
                                "client_epoch": cmap.epoch, "nodes": rows, "slots": slots,
-                               "disagreeing_slots": slot_ranges(sorted(disagreeing))},
+                               "disagreeing_slots": slot_ranges(sorted(disagreeing)),
+                               "slots_moving": len(cmap.moving), "moves": moves},
                               indent=2))
     else:
         for line in status_lines(cmap.epoch, rows, slots, terminal_width()):
             click.echo(line)
-    if not all(r.get("reachable") for r in rows):
+        if moves is not None:
+            click.echo(f"moves: {describe_moves(moves)}")
+        elif cmap.moving:
+            click.echo(f"moves: {len(cmap.moving)} slots moving (the coordinator, node 0, "
+                       "did not answer)")
+    if not all(r.get("reachable") for r in rows if r.get("state") != RETIRED):
         sys.exit(1)
 
 
@@ -228,6 +251,7 @@ def _accept_conf_after_commands(group: click.Group) -> None:
 
 
 register_file_commands(main)
+register_rebalance_commands(main)
 main.add_command(import_dataset_command)
 _accept_conf_after_commands(main)
 

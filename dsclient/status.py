@@ -32,7 +32,7 @@ def status_lines(client_epoch: int, rows: list[dict[str, Any]], slots: dict[str,
     lines = [_header(client_epoch, rows)]
     # the columns every row starts with, aligned across rows
     cells = [[f"node {r['index']}", r["peer_id"] or "(not joined)",
-              r["addrs"][0] if r["addrs"] else "-", f"slots {r['slots']}"] for r in rows]
+              r["addrs"][0] if r["addrs"] else "-", _slots(r)] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))] if cells else []
     keys_width = max((len(str(r["keys"])) for r in rows if r.get("reachable")), default=0)
     indent = " " * (widths[0] + 2) if widths else ""
@@ -41,6 +41,8 @@ def status_lines(client_epoch: int, rows: list[dict[str, Any]], slots: dict[str,
         if r.get("reachable"):
             health = f"up  keys={r['keys']:<{keys_width}} disk={human_bytes(r['disk_usage'])}"
             lines += _wrap(f"{fixed}  {health}", width, "", indent)
+        elif r.get("state") == "retired":
+            lines += _wrap(f"{fixed}  retired (removed; owns nothing)", width, "", indent)
         else:
             seen = r["seen_down_by"]
             by = f" (seen down by node {', '.join(map(str, seen))})" if seen else ""
@@ -56,6 +58,20 @@ def status_lines(client_epoch: int, rows: list[dict[str, Any]], slots: dict[str,
     lines.append(f"slots: {slots['ok']} ok, {slots['under_replicated']} under-replicated"
                  f"{disagree}, {slots['unavailable']} unavailable")
     return lines
+
+
+def _slots(r: dict[str, Any]) -> str:
+    ranges = r["slots"].split(",")
+    # after a rebalance a member is primary for many short runs: count them instead
+    primary = (r["slots"] if len(ranges) <= 3 else
+               f"{sum(_range_len(x) for x in ranges)} in {len(ranges)} ranges")
+    held = f", holds {r['slots_held']}" if "slots_held" in r else ""
+    return f"slots {primary}{held}"
+
+
+def _range_len(text: str) -> int:
+    first, _, last = text.partition("-")
+    return int(last or first) - int(first) + 1
 
 
 def _header(client_epoch: int, rows: list[dict[str, Any]]) -> str:

@@ -15,9 +15,11 @@ Slot moves (Garage's staged layouts): a slot being moved also has a ``target`` o
 While it moves, writes go to both lists (``write_set``), reads ask the old owners first
 (``read_set``), and every member on either list serves it (``owns``); ``finish`` makes the
 target the owners once the coordinator (cluster/rebalance.py) has copied the slot, and
-``abort`` drops the targets. ``layout_epoch`` is the epoch at which owner or target lists
-last changed: a node refuses writes from a writer whose map is older than that, since such
-a writer may not know every member a write must reach.
+``abort`` drops the targets. ``layout_epoch`` is the epoch at which targets were last
+staged: a node refuses writes from a writer whose map is older than that, since such a
+writer does not know every member a write must reach. Finishing or dropping targets
+needs no refusal (a writer that knows the targets writes to old and new owners alike),
+so it does not change ``layout_epoch``, and a writer is sent to refresh once per move.
 
 The format is versioned. Version 3 adds slot targets, ``layout_epoch`` and member weights
 and the ``retired`` state. Version 2 always carries ``replication``, and every owner on a
@@ -188,12 +190,12 @@ class ClusterMap:
             if s not in moving:
                 raise ClusterError(f"slot {s} is not moving")
             owners[s] = moving.pop(s)
-        return self.evolve(owners=tuple(owners), moving=moving, layout_epoch=self.epoch + 1)
+        return self.evolve(owners=tuple(owners), moving=moving)
 
     def abort(self) -> ClusterMap:
         """The next map with every move dropped: the old owners, which got every write
         during the move, keep their slots."""
-        return self.evolve(moving={}, layout_epoch=self.epoch + 1)
+        return self.evolve(moving={})
 
     def plan(self) -> tuple[tuple[int, ...], ...]:
         """The owner lists a rebalance moves to (cluster/placement.py)."""
@@ -269,6 +271,13 @@ class ClusterMap:
         if target is None:
             return owners
         return owners + tuple(t for t in target if t not in owners)
+
+    def quorum_sets(self, slot: int) -> tuple[tuple[int, ...], ...]:
+        """The owner lists in each of which a write must reach a quorum (Garage's
+        ``try_write_many_sets``): the owners, and while the slot moves its targets too,
+        so that the write is on a majority of whichever list serves the slot next."""
+        target = self.moving.get(slot)
+        return (self.owners[slot],) if target is None else (self.owners[slot], target)
 
     def read_set(self, slot: int) -> tuple[int, ...]:
         """The members a read of ``slot`` may ask, in the order to ask them (primary

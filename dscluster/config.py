@@ -86,7 +86,11 @@ class NodeConfig:
     announce_host: str | None = None
     bootstrap_node: bool = False
     bootstrapper: str | None = None
-    member_index: int = 0
+    # None: a new member whose index the bootstrapper has yet to assign (it is recorded
+    # here once it has), so that a restart after a failed join joins again
+    member_index: int | None = 0
+    # joining in the place of dead member ``member_index``; cleared once it has
+    replacing: bool = False
     store: StoreConfig = field(default_factory=StoreConfig)
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -110,15 +114,29 @@ class NodeConfig:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
-        if self.member_index < 0:
+        if self.member_index is None:
+            if self.bootstrap_node:
+                raise ConfigError("the bootstrapper is member 0: identity.index must be 0")
+        elif self.member_index < 0:
             raise ConfigError("identity.index must not be negative")
+        if self.replacing and self.member_index is None:
+            raise ConfigError("identity.replace needs the index of the node to replace")
+        if self.replacing and self.bootstrap_node:
+            raise ConfigError("the bootstrapper replaces no other node (identity.replace)")
         check_announce_host(self.announce_host)
+
+    @property
+    def placed(self) -> bool:
+        """Whether the node has its place in the map: not a new member still waiting
+        for its index, nor a replacement not yet accepted."""
+        return self.member_index is not None and not self.replacing
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "version": CONFIG_VERSION,
             "identity": {"peer_id": self.peer_id, "key_file": self.key_file,
-                         "index": self.member_index},
+                         "index": self.member_index,
+                         **({"replace": True} if self.replacing else {})},
             "addresses": {"swarm": self.swarm, "lane": self.lane,
                           **({"announce_host": self.announce_host}
                              if self.announce_host else {})},
@@ -148,7 +166,8 @@ class NodeConfig:
             return cls(
                 peer_id=str(ident["peer_id"]),
                 key_file=str(ident.get("key_file", IDENTITY_FILE)),
-                member_index=int(ident.get("index", 0)),
+                member_index=None if (i := ident.get("index", 0)) is None else int(i),
+                replacing=bool(ident.get("replace", False)),
                 swarm=[str(a) for a in d["addresses"]["swarm"]],
                 lane=d["addresses"].get("lane"),
                 announce_host=d["addresses"].get("announce_host"),
@@ -266,6 +285,27 @@ def load_client_config(conf_dir: Path) -> ClientConfig:
 
 def save_node_config(conf_dir: Path, cfg: NodeConfig) -> None:
     write_config(conf_dir / CONFIG_FILE, cfg.to_dict())
+
+
+def record_member_index(conf_dir: Path, index: int) -> None:
+    """Write the member index a node joined as into its config.json (and drop the
+    ``replace`` mark). The file's other fields stay as they are on disk: the running
+    config also holds the command line's overrides, which must not become permanent."""
+    path = conf_dir / CONFIG_FILE
+    data = read_json(path, private=True)
+    ident = data.get("identity")
+    if not isinstance(ident, dict):
+        raise ConfigError(f"{path} has no identity section")
+    ident["index"] = index
+    ident.pop("replace", None)
+    write_config(path, data)
+    # the rename must survive a power cut too: a node that lost its index could only
+    # start once the bootstrapper answers its join again (with the same index)
+    fd = os.open(conf_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def resolve(conf_dir: Path, name: str) -> Path:

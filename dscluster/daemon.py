@@ -22,13 +22,15 @@ from .auth import Token
 from .client.datastore import ClusterDatastore
 from .cluster.bootstrapper import Bootstrapper
 from .cluster.caller import MemberCaller
+from .cluster.handoff import follow_handoffs
 from .cluster.liveness import Liveness
 from .cluster.membership import Membership
+from .cluster.rebalance import JOB_FILE, Coordinator
 from .cluster.repair import AntiEntropy
 from .cluster.replica import ReplicaStore
 from .cluster.state import ClusterState
-from .clustermap import JOINED, ClusterMap, Member
-from .config import NodeConfig, resolve
+from .clustermap import JOINED, ClusterMap
+from .config import NodeConfig, record_member_index, resolve
 from .errors import ConfigError
 from .health import serve_health
 from .identity import Identity
@@ -44,6 +46,10 @@ from .store import open_store
 
 log = logging.getLogger("dscluster.node")
 JOIN_DEADLINE = 30.0
+# how long a restarted node waits to re-announce itself before it serves from its cached
+# map: long enough for a reachable bootstrapper to refuse a node that was replaced
+# meanwhile, short enough that a bootstrapper that is down barely delays the restart
+REJOIN_AT_START = 2.0
 RECORDS_DIR = "records"
 
 
@@ -96,9 +102,11 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
             addrs = announced(transport.listen_addrs(), cfg.announce_host)
             pool = ChannelPool(transport, token, cfg.limits)
             membership: Membership | None = None
+            rejoin = False
             on_join = None
+            boot: Bootstrapper | None = None
             if cfg.bootstrap_node:
-                assert cached is not None
+                assert cached is not None and cfg.member_index is not None
                 state = ClusterState(cached, map_path)
                 boot = Bootstrapper(state, cfg.member_index)
                 boot.claim(cfg.member_index, peer_id, tuple(addrs))
@@ -106,16 +114,27 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                 boot_contact: tuple[str, Sequence[str]] = (peer_id, addrs)
             else:
                 assert cfg.bootstrapper is not None
+                # any live member: Membership finds the bootstrapper through it
                 baddr, bpeer = split_p2p_maddr(cfg.bootstrapper)
                 boot_contact = (bpeer, [baddr])
-                membership = Membership(pool, boot_contact, cfg.member_index, addrs,
-                                        cfg.timeouts.request)
-                me = Member(cfg.member_index, peer_id, tuple(addrs), JOINED)
-                if cached is not None and me in cached.members:
+                # a pool of its own, dialling libp2p addresses only: joins are refused
+                # over the data lane, which the caller's pooled channels may use
+                membership = Membership(ChannelPool(transport, token, cfg.limits),
+                                        boot_contact, peer_id, cfg.member_index, addrs,
+                                        cfg.timeouts.request, replace=cfg.replacing)
+                if cfg.placed and _listed(cached, cfg.member_index, peer_id, addrs):
+                    assert cached is not None
                     state = ClusterState(cached, map_path)
+                    rejoin = not await membership.rejoin_soon(state, REJOIN_AT_START)
                 else:
                     state = ClusterState(await membership.join(JOIN_DEADLINE), map_path)
                     state.map.save(map_path)
+                    assert membership.index is not None
+                    if not cfg.placed:
+                        record_member_index(conf_dir, membership.index)
+                        log.info("joined as node %d%s", membership.index,
+                                 " in the place of a dead node" if cfg.replacing else "")
+                        cfg.member_index, cfg.replacing = membership.index, False
 
             liveness = Liveness()
             metrics = NodeMetrics()
@@ -131,16 +150,28 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                                   request_timeout=cfg.timeouts.request,
                                   local=(cfg.member_index, server.answer_local),
                                   liveness=liveness)
+            if boot is not None:
+                boot.caller = caller  # to check that a node to be replaced is dead
             server.anti_entropy = anti_entropy = AntiEntropy(replica, caller, cfg.member_index,
                                                               limits=cfg.limits,
                                                               restarted=restarted)
             metrics.anti_entropy = anti_entropy
+            coordinator = (Coordinator(state, caller, cfg.member_index,
+                                       map_path.with_name(JOB_FILE))
+                           if cfg.bootstrap_node else None)
+            if coordinator is not None:
+                server.on_rebalance = coordinator.handle
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(caller.watch)
                 nursery.start_soon(anti_entropy.run)
+                nursery.start_soon(follow_handoffs, replica, state, cfg.member_index)
+                if coordinator is not None:
+                    nursery.start_soon(coordinator.run)
                 if membership is not None:
-                    # after a restart from the cache, announce ourselves again
-                    nursery.start_soon(lambda: membership.follow(state, rejoin=True))
+                    # after a restart from the cache, announce ourselves again if that
+                    # could not be done before serving
+                    nursery.start_soon(lambda: membership.follow(state, rejoin=rejoin))
+                    nursery.start_soon(membership.guard, state)
                 if cfg.metrics_listen:
                     bound = await nursery.start(
                         serve_health, cfg.metrics_listen, metrics,
@@ -158,7 +189,8 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await replica.close()
-        log.info("node %d stopped", cfg.member_index)
+        # %s: a new member that failed to join has no index yet
+        log.info("node %s stopped", "(new)" if cfg.member_index is None else cfg.member_index)
     if signal.SIGINT in signals:
         # stopped cleanly, but by Ctrl-C: the shell expects 130 (cliutil.run_cli)
         raise KeyboardInterrupt
@@ -196,3 +228,13 @@ async def _stop_on_signal(scope: trio.CancelScope, received: list[int]) -> None:
             received.append(sig)
             scope.cancel()
             return
+
+
+def _listed(cmap: ClusterMap | None, index: int | None, peer_id: str,
+            addrs: Sequence[str]) -> bool:
+    """Whether ``cmap`` lists this node as joined member ``index`` at ``addrs``: then it
+    can serve from the map at once (the weight is the operator's and may differ)."""
+    if cmap is None or index is None or index >= len(cmap.members):
+        return False
+    m = cmap.members[index]
+    return (m.peer_id, m.addrs, m.state) == (peer_id, tuple(addrs), JOINED)

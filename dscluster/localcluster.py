@@ -124,6 +124,21 @@ class Cluster:
         return [f"--bootstrapper={self.bootstrapper}", f"--identity={index}",
                 f"--token-file={self.node_token}", f"--store={self.store}"]
 
+    def add_node(self, via: int = 0, args: Sequence[str] = ()) -> NodeProc:
+        """Start one more node that joins as a new member (no --identity) through member
+        ``via``'s multiaddr; it owns nothing until a rebalance. Its index is the next
+        member's, which ``self.nodes`` mirrors."""
+        node = self.node_proc(len(self.nodes))
+        self.nodes.append(node)
+        node.start([f"--bootstrapper={self.multiaddr(via)}", f"--token-file={self.node_token}",
+                    f"--store={self.store}", *args])
+        node.wait_ready()
+        return node
+
+    def admin(self) -> Path:
+        """A client directory initialised with the admin token."""
+        return self.client("admin", self.root / "srv01" / "admin.token")
+
     def restart(self, index: int) -> None:
         node = self.nodes[index]
         before = node.ready_count()

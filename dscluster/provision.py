@@ -38,6 +38,7 @@ class ClusterFiles:
     node_token: Path
     client_token: Path
     readonly_token: Path
+    admin_token: Path
 
 
 def _fresh_dir(d: Path) -> None:
@@ -80,10 +81,10 @@ def create_cluster(d: Path, node_count: int, *, replication: int | None = None,
     lane = _lane_addr(swarm)
     secret = new_secret()
     files = ClusterFiles(f"{public}/p2p/{peer}", d / "node.token", d / "client.token",
-                         d / "readonly.token")
+                         d / "readonly.token", d / "admin.token")
     ident.save(d / "identity.key")
     for role, path in (("node", files.node_token), ("client", files.client_token),
-                       ("readonly", files.readonly_token)):
+                       ("readonly", files.readonly_token), ("admin", files.admin_token)):
         Token.for_role(secret, role).save(path)
     cmap = ClusterMap(cmap.epoch, (Member(0, peer, (public,), JOINED), *cmap.members[1:]),
                       cmap.owners, cmap.replication)
@@ -109,20 +110,29 @@ def token_from(token_file: Path | None, expect: tuple[str, ...]) -> Token:
             "the bootstrapper's config)"
         )
     if tok.role not in expect:
-        raise ConfigError(f"this needs a {' or '.join(expect)} token, got a {tok.role} token")
+        got = "an admin" if tok.role == "admin" else f"a {tok.role}"
+        raise ConfigError(f"this needs a {' or '.join(expect)} token, got {got} token")
     return tok
 
 
-def create_joining_node(d: Path, *, bootstrapper: str, index: int, token: Token,
-                        listen: str | None = None, announce_host: str | None = None,
+def create_joining_node(d: Path, *, bootstrapper: str, index: int | None, token: Token,
+                        replace: bool = False, listen: str | None = None,
+                        announce_host: str | None = None,
                         store: StoreConfig | None = None) -> NodeConfig:
+    """A node directory that joins through ``bootstrapper`` (any live member's multiaddr)
+    at its first start: as member ``index``; as a new member when ``index`` is None (the
+    bootstrapper assigns the index, which the node then records); with ``replace``, in
+    the place of dead member ``index``."""
     split_p2p_maddr(bootstrapper)  # validate before writing anything
+    if replace and index is None:
+        raise ConfigError("replacing a node needs the index of the node it replaces")
     if listen is None:
         host = parse_maddr(bootstrapper).value_for_protocol("ip4")
         if host is None or not ipaddress.ip_address(host).is_loopback:
             raise ConfigError(
-                "the bootstrapper is not on this machine's loopback; give --listen "
-                "/ip4/<this host's address>/tcp/<port> so other nodes can reach this one"
+                "the member given by --bootstrapper is not on this machine's loopback; "
+                "give --listen /ip4/<this host's address>/tcp/<port> so other nodes can "
+                "reach this one"
             )
         listen = _listen_addr(host, None)
     parse_maddr(listen)
@@ -133,7 +143,7 @@ def create_joining_node(d: Path, *, bootstrapper: str, index: int, token: Token,
     token.save(d / "node.token")
     cfg = NodeConfig(peer_id=ident.peer_id, swarm=[listen], lane=_lane_addr(listen),
                      announce_host=announce_host, bootstrapper=bootstrapper,
-                     member_index=index, store=store or StoreConfig())
+                     member_index=index, replacing=replace, store=store or StoreConfig())
     save_node_config(d, cfg)
     return cfg
 
@@ -145,7 +155,7 @@ def create_client(path: Path, *, bootstrapper: str, token: Token) -> ClientConfi
     _fresh_dir(d)
     ident = Identity.generate()
     ident.save(d / "identity.key")
-    token_name = "readonly.token" if token.role == "readonly" else "client.token"
+    token_name = f"{token.role}.token"
     token.save(d / token_name)
     cfg = ClientConfig(peer_id=ident.peer_id, bootstrapper=bootstrapper,
                        read_only_client=token.role == "readonly", token_file=token_name)

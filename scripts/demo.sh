@@ -2,8 +2,8 @@
 # A local 3-node cluster on the embedded default store (flatfs) with the default
 # replication (3 copies), as in the README: generate, start, write and read keys, files
 # and S3 objects, show status; then kill -9 a node and keep using the cluster, restart it
-# and watch it catch up, kill the bootstrapper and set up a client through another node;
-# stop. Everything lives in ./demo.
+# and watch it catch up, add a 4th node and rebalance, kill the bootstrapper and set up a
+# client through another node; stop. Everything lives in ./demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=demo
@@ -119,12 +119,26 @@ echo "caught up within ${t} s: $ok ok, $under under-replicated, $unavail unavail
 $C repair --no-progress
 $C status
 
-echo "== kill -9 node 0, the bootstrapper; a new client initialises through node 1"
-kill -9 "${node_pids[0]}"; wait "${node_pids[0]}" 2>/dev/null || true
 # a member's multiaddr is its libp2p address (not the /tls data lane) plus its peer ID
 NODE1=$($C status --json | python3 -c 'import json, sys
 n = json.load(sys.stdin)["nodes"][1]
 print(next(a for a in n["addrs"] if not a.endswith("/tls")) + "/p2p/" + n["peer_id"])' || true)
+
+echo "== grow: a 4th node joins through node 1 (no --identity), the admin rebalances"
+dscluster --conf="$D/srv04" --bootstrapper="$NODE1" --token-file="$D/srv01/node.token" \
+  >"$D/srv04.log" 2>&1 & pids+=($!)
+node_pids+=($!)
+wait_ready "$D/srv04.log"
+A="dsclient --conf=$D/admin"
+$A init --bootstrapper="$BOOT" --token-file="$D/srv01/admin.token"
+$A rebalance --dry-run
+$A rebalance --wait
+$A status
+$C get-key /demo/hello
+$C cat "$CID2" | cmp - "$D/blob.bin" && echo "$D/blob.bin read back identical after the rebalance"
+
+echo "== kill -9 node 0, the bootstrapper; a new client initialises through node 1"
+kill -9 "${node_pids[0]}"; wait "${node_pids[0]}" 2>/dev/null || true
 C2="dsclient --conf=$D/cli2"
 echo "dsclient --conf=$D/cli2 init --bootstrapper=$NODE1 --token-file=$D/srv01/client.token"
 $C2 init --bootstrapper="$NODE1" --token-file="$D/srv01/client.token"

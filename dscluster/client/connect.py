@@ -45,7 +45,8 @@ async def open_cluster(conf_dir: Path) -> AsyncIterator[ClusterDatastore]:
         raise ConfigError(f"{conf_dir}: identity key does not match identity.peer_id")
     token = Token.load(resolve(conf_dir, cfg.token_file))
     if token.role == "node":
-        raise ConfigError("a client must use a client or readonly token, not the node token")
+        raise ConfigError("a client must use a client, readonly or admin token, not the node "
+                          "token")
     boot_addr, boot_peer = split_p2p_maddr(cfg.bootstrapper)
     map_path = resolve(conf_dir, cfg.map_file)
     cached = ClusterMap.load(map_path) if map_path.exists() else None

@@ -27,15 +27,26 @@ from .. import wire
 from ..cluster.caller import MemberCaller
 from ..cluster.quorum import LIVE, Found, ReplicaSet
 from ..cluster.state import ClusterState
-from ..clustermap import JOINED
+from ..clustermap import JOINED, RETIRED
 from ..concurrency import open_nursery
 from ..datastore import Batch, BatchOp
-from ..errors import CatchingUp, DSClusterError, NotFound, TooLarge, Unavailable
+from ..errors import (
+    CatchingUp,
+    ClusterError,
+    DSClusterError,
+    NotFound,
+    Redirect,
+    TooLarge,
+    Unavailable,
+)
 from ..keys import SLOT_COUNT, Key, slot_of, slot_ranges
 from ..limits import Limits
 from ..net.pool import ChannelPool
 from ..query import Entry, Query, anaive_query_apply, filter_to_wire, seek_after
 
+# a listing follows slots that move while it runs; a rebalance finishes a batch of slots
+# per map epoch, so a long listing may meet a few dozen
+MAX_LISTING_REDIRECTS = 64
 
 class ClusterDatastore:
     def __init__(self, caller: MemberCaller, *, limits: Limits,
@@ -176,13 +187,16 @@ class ClusterDatastore:
         cmap = self.state.map
         rows: list[dict[str, Any]] = [
             {"index": m.index, "peer_id": m.peer_id, "addrs": list(m.addrs), "state": m.state,
-             "slots": cmap.describe_ranges(m.index)} for m in cmap.members
+             "weight": m.weight, "slots": cmap.describe_ranges(m.index),
+             # replicas held, primary or not (a moving slot's target is not counted yet)
+             "slots_held": sum(m.index in o for o in cmap.owners)} for m in cmap.members
         ]
 
         async def probe(row: dict[str, Any]) -> None:
             if row["state"] != JOINED:
                 row["reachable"] = False
-                row["error"] = "not joined yet"
+                row["error"] = ("removed from the cluster" if row["state"] == RETIRED
+                                else "not joined yet")
                 return
 
             try:
@@ -214,6 +228,7 @@ class _SlotCursors:
         self.req = req
         self.failed: dict[int, str] = {}
         self.behind: set[int] = set()
+        self.redirects = 0
 
     def assign(self, slots: Sequence[int]) -> dict[tuple[int, bool], list[int]]:
         """(member, whether it may list slots it is catching up on) -> its slots."""
@@ -259,8 +274,21 @@ class _NodeCursor:
         while not self.buf and not self.done:
             msg = wire.SlotQuery(start_after=self.after, slots=self.ranges,
                                  catching_up_ok=self.catching_up_ok, **self.owner.req)
+            caller = self.owner.caller
+            epoch = caller.state.epoch
             try:
-                ans = await self.owner.caller.try_member(self.index, msg)
+                ans = await caller.try_member(self.index, msg)
+            except Redirect as r:
+                # the slots moved (a rebalance): their new owners go on from here
+                self.owner.redirects += 1
+                if self.owner.redirects > MAX_LISTING_REDIRECTS:
+                    raise ClusterError(f"listing redirected {self.owner.redirects} times; "
+                                       f"last: {r}") from None
+                if (not await caller.refresh_map() and caller.state.epoch <= epoch
+                        and r.epoch <= epoch):
+                    raise ClusterError(f"{r} although map epoch {epoch} assigns it "
+                                       "there") from None
+                return self.owner.cursors(self.slots, self.after)
             except Unavailable as e:
                 self.owner.failed[self.index] = str(e)
                 if isinstance(e, CatchingUp):

@@ -96,8 +96,20 @@ class MemberCaller:
                     errors.append(f"{peer}: {why}")
                     continue
                 assert isinstance(ans, wire.MapData)
-                return ans.map is not None and self.state.offer(ClusterMap.from_dict(ans.map))
+                return ans.map is not None and self.adopt(ClusterMap.from_dict(ans.map))
             raise Unavailable("cannot fetch the cluster map: " + "; ".join(errors))
+
+    def adopt(self, cmap: ClusterMap) -> bool:
+        """Offer ``cmap`` to the state; whether it was newer. Liveness is kept per member
+        index, so a member now held by another peer (a dead node's replacement) starts
+        afresh: its predecessor's failures say nothing about it."""
+        old = self.state.map
+        if not self.state.offer(cmap):
+            return False
+        for m in cmap.members[:len(old.members)]:
+            if old.members[m.index].peer_id != m.peer_id:
+                self.liveness.forget(m.index)
+        return True
 
     def _map_sources(self) -> list[tuple[str, Sequence[str]]]:
         sources: list[tuple[str, Sequence[str]]] = []
@@ -274,7 +286,7 @@ class MemberCaller:
             return
         self.liveness.reachable(m.index)
         if isinstance(ans, wire.MapData) and ans.map is not None:
-            self.state.offer(ClusterMap.from_dict(ans.map))
+            self.adopt(ClusterMap.from_dict(ans.map))
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -51,6 +51,11 @@ class Liveness:
         self._down[index] = _Down(since, now + self.retry_after, why)
         self._up.discard(index)
 
+    def forget(self, index: int) -> None:
+        """Drop what is known of ``index``: another peer now holds it (a replacement)."""
+        self._down.pop(index, None)
+        self._up.discard(index)
+
     def refusal(self, index: int) -> str | None:
         """Why a request to ``index`` should fail now without dialing, or None to try."""
         d = self._down.get(index)

@@ -84,10 +84,13 @@ def read_quorum(replication: int) -> int:
 # twice, so a plan always keeps R distinct owners per slot.
 
 
-def shares(total: int, weights: dict[int, float], cap: int = SLOT_COUNT) -> dict[int, int]:
+def shares(total: int, weights: dict[int, float], cap: int = SLOT_COUNT,
+           held: dict[int, int] | None = None) -> dict[int, int]:
     """``total`` split in proportion to ``weights`` (largest remainder), none above
     ``cap``: a member cannot hold a slot twice, so the excess of a very heavy member goes
-    to the others."""
+    to the others. Among equal remainders the members that ``held`` more get the odd
+    slots, so that a balanced layout plans no move."""
+    held = held or {}
     result: dict[int, int] = {}
     free = {i: w for i, w in weights.items() if w > 0}
     remaining = total
@@ -103,7 +106,7 @@ def shares(total: int, weights: dict[int, float], cap: int = SLOT_COUNT) -> dict
             del free[i]
     floors = {i: int(x) for i, x in exact.items()}
     left = remaining - sum(floors.values())
-    for i in sorted(free, key=lambda i: (floors[i] - exact[i], i))[:left]:
+    for i in sorted(free, key=lambda i: (floors[i] - exact[i], -held.get(i, 0), i))[:left]:
         floors[i] += 1
     result.update(floors)
     return result
@@ -116,7 +119,13 @@ def plan(current: Owners, weights: dict[int, float], replication: int) -> Owners
     if len(active) < replication:
         raise ConfigError(f"a replication factor of {replication} needs at least "
                           f"{replication} members to hold slots; {len(active)} would")
-    quota = shares(SLOT_COUNT * replication, weights)
+    held: dict[int, int] = {}
+    primaries: dict[int, int] = {}
+    for owners in current:
+        for o in owners:
+            held[o] = held.get(o, 0) + 1
+        primaries[owners[0]] = primaries.get(owners[0], 0) + 1
+    quota = shares(SLOT_COUNT * replication, weights, held=held)
     sets = [[o for o in owners if o in quota] for owners in current]
     count = dict.fromkeys(active, 0)
     for s in sets:
@@ -130,7 +139,8 @@ def plan(current: Owners, weights: dict[int, float], replication: int) -> Owners
             s.append(pick)
             count[pick] += 1
     _transfer(sets, count, quota)
-    return _order_primaries(sets, current, shares(SLOT_COUNT, weights), active)
+    return _order_primaries(sets, current, shares(SLOT_COUNT, weights, held=primaries),
+                            active)
 
 
 def _transfer(sets: list[list[int]], count: dict[int, int], quota: dict[int, int]) -> None:

@@ -15,9 +15,16 @@ Theory of operation (Dynamo, Garage's ``try_write_many_sets`` without the sets y
   ``durable_quorum(R)`` nodes hold it (hints count for the second); otherwise it fails
   with Unavailable naming the slot and the owners that were down. It may then still be
   on some owners: a failed write is "not acknowledged", not "undone".
+- While a slot moves (cluster/rebalance.py) a write goes to its owners and its targets
+  and needs those quorums in both lists (``ClusterMap.quorum_sets``), and it carries
+  the layout epoch of the writer's map, so that an owner whose layout is newer refuses
+  a writer that may not know the targets. A member whose map is behind ours (it
+  redirects at an older epoch) has not learnt of the move yet: it is treated as down
+  and gets a hint.
 - A read of a block (``/blocks/<multihash>``) takes the first owner whose bytes hash to
   the key: the content is its own version. Any other read asks ``read_quorum(R)``
-  owners (one for the value, the others for the version only), returns the newest, and
+  owners (one for the value, the others for the version only; while the slot moves,
+  owners of the old list, which hold all of it), returns the newest, and
   writes it back to the owners that answered older (read repair). Either asks one
   more owner each STRAGGLER_GRACE without an answer (``_gather``).
 - A member that redirects (it does not own the slot at our map epoch) makes the whole
@@ -79,6 +86,12 @@ def _op(key: str, value: bytes | None, v: Version) -> list[object]:
     return [key, value, v.hlc, v.writer]
 
 
+def _reached(cmap: ClusterMap, key: str, applied: set[int], need: int) -> bool:
+    """Whether ``need`` members of each of the key's quorum sets applied it."""
+    return all(len(applied.intersection(owners)) >= need
+               for owners in cmap.quorum_sets(slot_of(key)))
+
+
 class ReplicaSet:
     def __init__(self, caller: MemberCaller, limits: Limits, *,
                  writer: str | None = None) -> None:
@@ -99,15 +112,20 @@ class ReplicaSet:
         return ([o for o in owners if refused(o) is None]
                 + [o for o in owners if refused(o) is not None])
 
-    async def _redo_on_redirect(self, attempt: int, r: Redirect) -> None:
+    async def _redo_on_redirect(self, attempt: int, r: Redirect, epoch: int) -> None:
+        """Before trying again after ``r``, redirected while using the map of ``epoch``:
+        a newer map, unless the member is the one that is behind."""
         if attempt >= MAX_REDIRECTS:
             raise ClusterError(f"too many redirects (map epoch {self.map.epoch}): {r}")
-        if not await self.caller.refresh_map() and r.epoch <= self.map.epoch:
-            raise ClusterError(f"{r} although map epoch {self.map.epoch} assigns it there")
+        # a concurrent operation may have fetched the newer map meanwhile
+        if (not await self.caller.refresh_map() and self.map.epoch <= epoch
+                and r.epoch <= epoch):
+            raise ClusterError(f"{r} although map epoch {epoch} assigns it there")
 
     # -- reads -----------------------------------------------------------------------------
     async def read(self, key: str, *, value: bool) -> Found:
         for attempt in range(MAX_REDIRECTS + 1):
+            epoch = self.map.epoch
             try:
                 slot = slot_of(key)
                 owners = self._ordered(self.map.read_set(slot))
@@ -115,13 +133,21 @@ class ReplicaSet:
                     return await self._read_block(key, slot, owners)
                 return await self._read_quorum(key, slot, owners, value)
             except Redirect as r:
-                await self._redo_on_redirect(attempt, r)
+                await self._redo_on_redirect(attempt, r, epoch)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _record(self, i: int, key: str, value: bool) -> Found:
         # owners believed down are asked last: reaching one means the read needs it
-        rec = await self.caller.try_member(i, wire.ReadRecord(key=key, value=value),
-                                           dial_down=True)
+        epoch = self.map.epoch
+        try:
+            rec = await self.caller.try_member(i, wire.ReadRecord(key=key, value=value),
+                                               dial_down=True)
+        except Redirect as r:
+            if r.epoch >= epoch:
+                raise  # our map is the stale one: start again on a newer map
+            # a target that has not learnt of its move yet: no answer, not our error
+            raise Unavailable(f"member {i} is at map epoch {r.epoch}, behind ours "
+                              f"({epoch})") from None
         assert isinstance(rec, wire.Record)
         return _found(rec)
 
@@ -207,9 +233,12 @@ class ReplicaSet:
                            value: bool) -> Found:
         r = self.map.replication
         need, least = read_quorum(r), owner_quorum(r)
-        answers, errors = await self._gather(key, owners, value, True,
-                                             lambda got: need - len(got))
-        if len(answers) < least:
+        # a target of a moving slot may not hold all of it yet: only the old owners
+        # count, whatever else answered
+        old = set(self.map.owners[slot])
+        answers, errors = await self._gather(
+            key, owners, value, True, lambda got: need - len(old.intersection(got)))
+        if len(old.intersection(answers)) < least:
             raise self._unavailable("read", slot, errors, least)
         # among equal versions the one that carries the value, or it is read twice
         newest_at, best = max(answers.items(),
@@ -259,11 +288,12 @@ class ReplicaSet:
         versions = {key: v for key, _ in ops}
         values = dict(ops)
         for attempt in range(MAX_REDIRECTS + 1):
+            epoch = self.map.epoch
             try:
                 await self._write_all(values, versions)
                 return
             except Redirect as r:
-                await self._redo_on_redirect(attempt, r)
+                await self._redo_on_redirect(attempt, r, epoch)
 
     async def _write_all(self, values: dict[str, bytes | None],
                          versions: dict[str, Version]) -> None:
@@ -276,16 +306,21 @@ class ReplicaSet:
         for dial_down in (False, True):
             await self._rounds(cmap, list(values), values, versions, applied, failed,
                                dial_down)
-            if dial_down or all(len(applied[k]) >= owner_quorum(r) for k in values):
+            if dial_down or all(_reached(cmap, k, applied[k], owner_quorum(r))
+                                for k in values):
                 break
         hinted = await self._hint(cmap, values, versions, applied, failed)
         for key in values:
             slot = slot_of(key)
-            owners_ok = len(applied[key])
-            if owners_ok < owner_quorum(r) or owners_ok + hinted.get(key, 0) < durable_quorum(r):
-                down = {i: failed[i] for i in cmap.write_set(slot) if i in failed}
-                raise self._unavailable("write", slot, down, owner_quorum(r),
-                                        f"{owners_ok} of {r} owners applied it")
+            sets = cmap.quorum_sets(slot)
+            for owners in sets:
+                owners_ok = len(applied[key].intersection(owners))
+                if (owners_ok < owner_quorum(r)
+                        or owners_ok + hinted.get(key, 0) < durable_quorum(r)):
+                    down = {i: failed[i] for i in cmap.write_set(slot) if i in failed}
+                    which = f" ({', '.join(map(str, owners))})" if len(sets) > 1 else ""
+                    raise self._unavailable("write", slot, down, owner_quorum(r),
+                                            f"{owners_ok} of {r} owners{which} applied it")
 
     async def _rounds(self, cmap: ClusterMap, todo: list[str],
                       values: dict[str, bytes | None], versions: dict[str, Version],
@@ -335,12 +370,21 @@ class ReplicaSet:
         waiting: Counter[int] = Counter()  # member -> its requests not answered yet
 
         async def send(i: int, chunk: list[str]) -> None:
-            msg = wire.WriteRecords(ops=[_op(k, values[k], versions[k]) for k in chunk])
+            msg = wire.WriteRecords(ops=[_op(k, values[k], versions[k]) for k in chunk],
+                                    layout_epoch=cmap.layout_epoch)
             try:
                 ans = await self.caller.try_member(i, msg, dial_down=dial_down)
             except Unavailable as e:
                 waiting[i] -= 1
                 failed[i] = str(e)
+                return
+            except Redirect as r:
+                if r.epoch >= cmap.epoch:
+                    raise  # our map is the stale one: start again on a newer map
+                # it has not learnt of a move yet (maps spread within a ping or two)
+                waiting[i] -= 1
+                failed[i] = (f"{cmap.members[i].describe()} is at map epoch {r.epoch}, "
+                             f"behind ours ({cmap.epoch})")
                 return
             waiting[i] -= 1  # a request the grace cut off stays counted
             assert isinstance(ans, wire.Written)
@@ -358,7 +402,7 @@ class ReplicaSet:
             # the write up for a whole request timeout.
             # (once: moving a deadline makes trio revisit every task under the scope)
             if (grace.deadline == math.inf and not stale
-                    and all(len(applied[k]) >= enough for k in keys)):
+                    and all(_reached(cmap, k, applied[k], enough) for k in keys)):
                 grace.deadline = trio.current_time() + STRAGGLER_GRACE
 
         with trio.CancelScope() as grace:

@@ -80,6 +80,9 @@ class Records(Protocol):
     async def drop_live(self) -> int:
         """Drop every live record (the store lost its values); how many."""
 
+    async def drop(self, keys: Sequence[str]) -> None:
+        """Forget the records of ``keys`` (their slot moved to other members)."""
+
     async def add_hints(self, target: int, ops: Sequence[VersionedOp]) -> int:
         """Keep each op unless a hint at least as new is kept for its key (``ops`` have
         distinct keys); how many keys had no hint before."""
@@ -121,6 +124,11 @@ class MemoryRecords:
         for slot, keys in self._slots.items():
             for k in keys:
                 fn(slot, k, self._records[k])
+
+    async def drop(self, keys: Sequence[str]) -> None:
+        for k in keys:
+            if self._records.pop(k, None) is not None:
+                self._slots[slot_of(k)].remove(k)
 
     async def drop_live(self) -> int:
         live = [k for k, r in self._records.items() if not r.tombstone]
@@ -237,6 +245,14 @@ class LevelDBRecords:
         with self._db.iterator(prefix=_RECORD) as it:
             for rec, raw in it:
                 fn(int.from_bytes(rec[1:3], "big"), _record_name(rec), _decode_record(raw))
+
+    async def drop(self, keys: Sequence[str]) -> None:
+        def drop() -> None:
+            with self._db.write_batch(sync=self._sync) as wb:
+                for k in keys:
+                    wb.delete(_record_key(slot_of(k), k))
+
+        await self._calls.run(drop)
 
     async def drop_live(self) -> int:
         return await self._calls.run(self._drop_live)

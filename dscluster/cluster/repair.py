@@ -23,6 +23,9 @@ trees: a slot is small enough that its digest is the leaf):
   value reads in flight (from all peers and passes together) and a token bucket of
   ``bytes_per_second`` over the values fetched and hints sent. A peer that fails is left
   out of the rest of the pass (and logged, rate-limited); the pass goes on with the others.
+  A ``Repair`` that fills a slot being moved to this node (cluster/rebalance.py) comes
+  with a rate of its own: it gets its own bucket and fetch limits for that pass, since a
+  move is an operator's decision to spend the bandwidth (``--rate``), not background work.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ MiB = 1 << 20
 # quarter of a 1 Gbit/s link) refills a 1 TB replica in about 9 hours.
 MAX_FETCHES = 4
 BYTES_PER_SECOND = 32 * MiB
+# A move's pass: more reads in flight, since the operator asked for the move now and
+# sets its pace with --rate (up to UNTHROTTLED, which no link reaches)
+MOVE_FETCHES = 8
+UNTHROTTLED = 1 << 40
 # slots per SlotDigests request: 64 KiB of answer
 DIGEST_CHUNK = 4096
 # how often the loop looks for members that came back and for hints to deliver
@@ -101,9 +108,24 @@ class TokenBucket:
                 await trio.sleep(-self._level / self.rate)
 
 
+@dataclass(frozen=True)
+class _Throttle:
+    """What paces a pass: value reads in flight, slots pulled at once, bytes a second."""
+
+    fetches: trio.CapacityLimiter
+    slots_at_once: trio.CapacityLimiter
+    bucket: TokenBucket
+
+    @classmethod
+    def of(cls, max_fetches: int, bytes_per_second: float) -> _Throttle:
+        return cls(trio.CapacityLimiter(max_fetches), trio.CapacityLimiter(max_fetches),
+                   TokenBucket(bytes_per_second, burst=bytes_per_second))
+
+
 @dataclass(eq=False)  # kept in a set of the passes running: by identity
 class _Pass:
     slots_total: int
+    throttle: _Throttle
     slots_done: int = 0
     differing: set[int] = field(default_factory=set)
     pulled: int = 0
@@ -136,9 +158,8 @@ class AntiEntropy:
         self.limits = limits or Limits()
         self.digest_chunk = digest_chunk
         self.restarted = restarted
-        self._fetches = trio.CapacityLimiter(max_fetches)
-        self._slots_at_once = trio.CapacityLimiter(max_fetches)
-        self._bucket = TokenBucket(bytes_per_second, burst=bytes_per_second)
+        # shared by the background passes, the repairs asked without a rate and hints
+        self._throttle = _Throttle.of(max_fetches, bytes_per_second)
         self._passes: set[_Pass] = set()
         self._last: _Pass | None = None
         self._last_full: float | None = None
@@ -195,13 +216,16 @@ class AntiEntropy:
             await trio.sleep(TICK)
 
     # -- passes -----------------------------------------------------------------------------
-    async def repair(self, slots: list[int]) -> dict[str, Any]:
+    async def repair(self, slots: list[int], bytes_per_second: int = 0) -> dict[str, Any]:
         """One pass now over ``slots`` (those this node owns) against every co-owner,
         dialed even if believed down: ``{"slots", "differing", "differing_slots"
         ([first, end) ranges), "pulled" (keys written here), "bytes" (of their values),
         "peers_unreachable" (member indexes), "why_unreachable" ({index as a string:
-        why})}``."""
-        return (await self._pass(slots, None, dial_down=True)).report()
+        why})}``. ``bytes_per_second`` > 0 paces this pass alone at that rate (a slot
+        move); 0 shares the background throttle."""
+        throttle = (self._throttle if bytes_per_second <= 0
+                    else _Throttle.of(MOVE_FETCHES, bytes_per_second))
+        return (await self._pass(slots, None, dial_down=True, throttle=throttle)).report()
 
     def progress(self) -> dict[str, Any]:
         """For Stats: the passes running now (else the last one), keys and bytes pulled
@@ -268,13 +292,13 @@ class AntiEntropy:
                 and any(cmap.owns(p, s) for p in peers)]
 
     async def _pass(self, slots: list[int], only: set[int] | None, *,
-                    dial_down: bool = False) -> _Pass:
+                    dial_down: bool = False, throttle: _Throttle | None = None) -> _Pass:
         """``dial_down``: peers this node believes down are tried too (a repair asked
         for now, maybe right after a peer restarted, must not skip it on a stale mark)."""
         cmap = self.caller.state.map
         mine = sorted({s for s in slots if cmap.owns(self.index, s)})
         settled = self._settled()
-        p = _Pass(len(mine))
+        p = _Pass(len(mine), throttle or self._throttle)
         self._passes.add(p)
         try:
             for i in range(0, len(mine), self.digest_chunk):
@@ -330,7 +354,7 @@ class AntiEntropy:
     async def _pull_slot(self, peer: int, slot: int, p: _Pass) -> None:
         # Several slots at once, so that fetches stay in flight when each differing slot
         # holds one or two newer keys (the usual case after a short outage).
-        async with self._slots_at_once:
+        async with p.throttle.slots_at_once:
             await self._pull_pages(peer, slot, p)
 
     async def _pull_pages(self, peer: int, slot: int, p: _Pass) -> None:
@@ -375,12 +399,12 @@ class AntiEntropy:
         async def one(key: str) -> None:
             nonlocal size
             # paced inside the limiter: the next read starts only once this one is paid
-            async with self._fetches:
+            async with p.throttle.fetches:
                 rec = await self.caller.ask(peer, wire.ReadRecord(key=key, value=True))
                 if not isinstance(rec, wire.Record):
                     raise RemoteProtocolError(f"node {peer} answered ReadRecord with "
                                               f"{type(rec).__name__}")
-                await self._bucket.take(len(rec.value or b""))
+                await p.throttle.bucket.take(len(rec.value or b""))
             op = self._op(peer, key, rec)
             if op is not None:
                 pending.append(op)
@@ -449,7 +473,7 @@ class AntiEntropy:
         delivered = 0
         while ops := await self.replica.hints(target, self.limits.max_batch_ops):
             for chunk in self._chunks(ops):
-                await self._bucket.take(sum(len(op.value or b"") for op in chunk))
+                await self._throttle.bucket.take(sum(len(op.value or b"") for op in chunk))
                 try:
                     ans = await self.caller.ask(target, wire.WriteRecords(
                         ops=[_wire_op(op) for op in chunk], repair=True),

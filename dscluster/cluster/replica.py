@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Collection, Hashable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,6 +251,33 @@ class ReplicaStore:
         page = await self._records.slot_page(slot, start_after, limit + 1)
         cursor = page[limit - 1][0] if len(page) > limit else None
         return [(k, r.version, r.tombstone) for k, r in page[:limit]], cursor
+
+    def holds(self, slot: int) -> bool:
+        """Whether this replica has records in ``slot`` (its digest is their XOR)."""
+        return self._digests[slot] != 0
+
+    async def drop_slot(self, slot: int, gone: Callable[[], bool] = lambda: True) -> int:
+        """Delete every key of ``slot`` with its record: the slot moved to other members,
+        which copied it first (cluster/rebalance.py). ``gone`` is asked before each
+        page (the slot may come back meanwhile). How many keys went."""
+        dropped = 0
+        while gone() and (page := await self._records.slot_page(slot, None,
+                                                                 _MIGRATION_BATCH)):
+            keys = [k for k, _ in page]
+            async with self._locks.hold(keys):
+                with trio.CancelScope(shield=True):  # values first, as write() does
+                    await self.store.apply([BatchOp(k, None) for k in keys])
+                    await self._records.drop(keys)
+                for k, record in page:
+                    self._toggle_digest(slot, k, record)
+            dropped += len(keys)
+        if not gone():
+            return dropped
+        # values without a record (put beside the store, e.g. by go-ds-flatfs) go too
+        strays = await self.store.keys_in_slot(slot)
+        if strays:
+            await self.store.apply([BatchOp(k, None) for k in strays])
+        return dropped + len(strays)
 
     # -- hints ------------------------------------------------------------------------------
     async def add_hints(self, target: int, ops: Sequence[VersionedOp]) -> None:

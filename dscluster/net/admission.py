@@ -17,9 +17,10 @@ of their own (``limits.ConnectionLimits``, one controller per listener):
   only cycles the slots and a client has to finish its handshake (milliseconds) before
   ``unauthenticated`` more connections arrive.
 - Authenticated connections: ``authenticated`` in all, of which ``member_reserve`` only
-  nodes (role "node") may use, so clients cannot starve node-to-node traffic. A
-  connection that proves a role when there is no room for it is refused (the server
-  says so and closes it; a client then tries libp2p).
+  nodes (role "node") may use, so clients (every other role: client, readonly, admin)
+  cannot starve node-to-node traffic. A connection that proves a role when there is no
+  room for it is refused (the server says so and closes it; a client then tries
+  libp2p).
 
 Sans-IO apart from trio's clock and one cancel scope per ticket: a transport admits a
 connection at accept, calls ``heard_from`` when its first bytes arrive (at once if

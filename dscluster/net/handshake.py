@@ -3,7 +3,9 @@
 Message flow: client Hello(role, nonce) -> server Challenge(nonce, server proof) ->
 client Auth(client proof) -> server Welcome(epoch, node index, role). A failed proof on
 either side ends the stream; the server never says which part was wrong. Nonces and
-proofs of any length but 32 bytes never get here: the messages refuse them.
+proofs of any length but 32 bytes never get here: the messages refuse them. The role is
+any of ``auth.ROLES``; what a role may ask is the request handlers' business
+(node/server.py), not the handshake's.
 """
 
 from __future__ import annotations

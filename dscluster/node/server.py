@@ -66,6 +66,7 @@ WRITES = (wire.WriteRecords, wire.StoreHints, wire.CheckBatch, wire.Sync, wire.R
 MAX_HINTS = 200_000
 
 JoinHandler = Callable[[str, wire.Join], Awaitable[dict[str, Any]]]
+RebalanceHandler = Callable[[wire.Rebalance], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class NodeServer:
         limits: Limits,
         disable_delete: bool = False,
         on_join: JoinHandler | None = None,
+        on_rebalance: RebalanceHandler | None = None,
         liveness: Liveness | None = None,
         metrics: NodeMetrics | None = None,
     ) -> None:
@@ -105,6 +107,8 @@ class NodeServer:
         self.disable_delete = disable_delete
         self._key_locks = KeyLocks()
         self.on_join = on_join
+        # the bootstrapper's move coordinator (cluster/rebalance.py)
+        self.on_rebalance = on_rebalance
         # this node's view of which members answer, reported in Stats
         self.liveness = liveness or Liveness()
         self.metrics = metrics or NodeMetrics()
@@ -122,6 +126,7 @@ class NodeServer:
             wire.Stats: self._stats,
             wire.GetMap: self._get_map,
             wire.Join: self._join,
+            wire.Rebalance: self._rebalance,
         }
 
     # -- stream loop --------------------------------------------------------------------
@@ -248,6 +253,12 @@ class NodeServer:
         if self.disable_delete:
             raise Forbidden("deletes are disabled on this node")
 
+    def _admin(self, caller: Caller, what: str = "this request") -> None:
+        # nodes too: a member relays an operator's request, and holds the secret anyway
+        if caller.role not in ("admin", "node"):
+            raise Forbidden(f"{what} needs the admin token (admin.token, written by dscfg "
+                            f"cluster); this client holds a {caller.role} token")
+
     # -- handlers -----------------------------------------------------------------------
     async def _read_record(self, m: wire.ReadRecord, caller: Caller) -> wire.Message:
         held = await self.replica.read(self._key(m.key), value=m.value)
@@ -256,6 +267,15 @@ class NodeServer:
 
     async def _write_records(self, m: wire.WriteRecords, caller: Caller) -> wire.Message:
         ops = self._versioned_ops(m.ops, owned=True, new=not m.repair)
+        cmap = self.state.map
+        if ops and not m.repair and m.layout_epoch < cmap.layout_epoch:
+            # The writer's map predates a slot move: it may not send to the targets,
+            # and an acknowledgement from the old owners alone could be lost when the
+            # move completes. Repairs only ever add what is newer, wherever they come from.
+            slot = slot_of(ops[0].key)
+            raise Redirect(f"the writer's map predates layout epoch {cmap.layout_epoch} "
+                           f"of node {self.index}", slot=slot, epoch=cmap.epoch,
+                           owner=cmap.owners_of_slot(slot)[0].peer_id)
         async with self._writing([op.key for op in ops]):
             await self._refuse_overwrites(ops)  # before anything is written
             results = await self.replica.write(ops)
@@ -363,8 +383,12 @@ class NodeServer:
         filters = [filter_from_wire(f) for f in m.filters]
         wanted_slots = bytearray(SLOT_COUNT)
         slots = self._slots(m.slots)
+        cmap = self.state.map
         for slot in slots:
             self._own(slot)
+            if cmap.incoming(self.index, slot):
+                raise CatchingUp(f"node {self.index} is still receiving slot {slot} "
+                                 "(a move); its old owners list it")
             wanted_slots[slot] = 1
         behind = (None if m.catching_up_ok or self.anti_entropy is None
                   else self.anti_entropy.catching_up(slots))
@@ -388,7 +412,11 @@ class NodeServer:
     async def _repair(self, m: wire.Repair, caller: Caller) -> wire.Message:
         if self.anti_entropy is None:
             raise Unavailable(f"node {self.index} runs no repair")
-        return wire.RepairReport(report=await self.anti_entropy.repair(self._slots(m.slots)))
+        if m.bytes_per_second:
+            # a pass at a rate of its own skips the background throttle: a move's
+            self._admin(caller)
+        return wire.RepairReport(report=await self.anti_entropy.repair(
+            self._slots(m.slots), m.bytes_per_second))
 
     async def _sync(self, m: wire.Sync, caller: Caller) -> wire.Message:
         await self.store.sync(clean_path(m.prefix))
@@ -417,6 +445,14 @@ class NodeServer:
     async def _get_map(self, m: wire.GetMap, caller: Caller) -> wire.Message:
         cmap = self.state.map
         return wire.MapData(map=None if m.known_epoch == cmap.epoch else cmap.to_dict())
+
+    async def _rebalance(self, m: wire.Rebalance, caller: Caller) -> wire.Message:
+        if self.on_rebalance is None:
+            raise Forbidden(f"node {self.index} does not coordinate slot moves; the "
+                            "bootstrapper (member 0) does")
+        if m.action != "status":
+            self._admin(caller)
+        return wire.RebalanceStatus(status=await self.on_rebalance(m))
 
     async def _join(self, m: wire.Join, caller: Caller) -> wire.Message:
         if self.on_join is None:

@@ -70,6 +70,17 @@ class MemoryCluster:
         server.anti_entropy = AntiEntropy(replica, caller, i, limits=self.limits)
         return MemNode(i, server, caller, server.anti_entropy)
 
+    async def add_node(self) -> MemNode:
+        """A new member joins (through node 0, the bootstrapper), owning no slots."""
+        cmap = self.nodes[0].server.state.map
+        i = len(cmap.members)
+        cmap = cmap.add_member(peer_of(i), (f"/memory/{i}",))
+        self.nodes[0].server.state.offer(cmap)
+        self.map = cmap
+        node = await self._node(i, False)
+        self.nodes.append(node)
+        return node
+
     def client(self, *, role: str = "client", writer: str | None = None) -> ClusterDatastore:
         assert self.map is not None
         caller = MemberCaller(MemoryPool(self, CLIENT, role), ClusterState(self.map),

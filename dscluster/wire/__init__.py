@@ -21,6 +21,8 @@ from ._messages import (
     Ok,
     QueryPage,
     ReadRecord,
+    Rebalance,
+    RebalanceStatus,
     Record,
     Repair,
     RepairReport,
@@ -44,7 +46,8 @@ __all__ = [
     "PROTOCOL_VERSION", "TRANSITIONS",
     "Auth", "Challenge", "CheckBatch", "Connection", "Digests", "DiskUsage", "Error",
     "GetMap", "Hello", "Join", "MapData", "Message", "Ok", "QueryPage", "ReadRecord",
-    "Record", "Repair", "RepairReport", "Role", "Size", "SlotDigests", "SlotQuery", "SlotVersions",
+    "Rebalance", "RebalanceStatus", "Record", "Repair", "RepairReport", "Role", "Size",
+    "SlotDigests", "SlotQuery", "SlotVersions",
     "State", "Stats", "StatsData", "StoreHints", "Sync", "VersionPage", "Welcome",
     "WriteRecords", "Written", "decode_message", "encode_frame",
 ]

@@ -3,6 +3,12 @@
 On the wire a message is the msgpack array ``[TYPE, field1, field2, ...]`` in field
 order. Each field declares its wire shape in ``SHAPES``; ``decode_message`` checks the
 shape of everything a peer sends, so nothing malformed gets past the codec.
+
+Fields added to a message after its first protocol version come last, and the message
+says where they start (``ADDED``). They are left off the wire while they hold their
+default, so a peer of an older version still reads the message as long as the new
+feature is not used (a rolling upgrade), and a frame without them decodes to their
+defaults.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 # 2: handshake proofs length-prefix their fields (auth.py), nonces and proofs are 32 bytes
 # 3: replication: versioned reads and writes, hints, slot digests, slot queries; the
 #    unversioned Get/Has/GetSize/Put/Delete/Batch/Query of version 2 are gone
-PROTOCOL_VERSION = 3
+# 4: slot moves and membership changes: Rebalance, the writer's layout epoch in
+#    WriteRecords, a rate in Repair, joining as a new member or in a dead one's place
+#    (each new field is one a version 3 peer never sees unless that feature is used)
+PROTOCOL_VERSION = 4
 # the oldest version a node still talks to (the handshake accepts the range)
 MIN_PROTOCOL_VERSION = 3
 NONCE_BYTES = 32
@@ -52,6 +61,9 @@ class Message:
     # "request", "response", or a handshake step; used by the state table
     KIND: ClassVar[str] = ""
     SHAPES: ClassVar[tuple[str, ...]] = ()
+    # index of the first field added in a later protocol version (see the module
+    # docstring); None: every field is always sent
+    ADDED: ClassVar[int | None] = None
 
     def __post_init__(self) -> None:
         for f, shape in zip(fields(self), self.SHAPES, strict=True):
@@ -62,7 +74,12 @@ class Message:
                 )
 
     def to_wire(self) -> list[Any]:
-        return [self.TYPE, *(getattr(self, f.name) for f in fields(self))]
+        fs = fields(self)
+        values = [getattr(self, f.name) for f in fs]
+        if self.ADDED is not None:
+            while len(values) > self.ADDED and values[-1] == fs[len(values) - 1].default:
+                values.pop()
+        return [self.TYPE, *values]
 
 
 # --- handshake -------------------------------------------------------------------------
@@ -76,7 +93,7 @@ class Hello(Message):
     KIND = "hello"
     SHAPES = ("int", "str", f"bytes[{NONCE_BYTES}]")
     version: int = PROTOCOL_VERSION
-    role: str  # "node", "client" or "readonly"
+    role: str  # "node", "client", "readonly" or "admin"
     nonce: bytes
 
 
@@ -143,9 +160,13 @@ class WriteRecords(Message):
 
     TYPE = 24
     KIND = "request"
-    SHAPES = ("list", "bool")
+    SHAPES = ("list", "bool", "int")
+    ADDED = 2
     ops: list[Any]
     repair: bool = False
+    # the layout epoch of the writer's map: a node whose layout is newer refuses the
+    # write (the writer may not know every member it must reach; clustermap.py)
+    layout_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,12 +227,16 @@ class SlotQuery(Message):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Repair(Message):
     """Run an anti-entropy pass now over ``slots`` (``[[first, end), ...]``) against the
-    slot's other owners, and answer when it is done."""
+    slot's other owners, and answer when it is done. ``bytes_per_second`` > 0: the pass
+    has a throttle of its own at that rate instead of the node's background one (a slot
+    move, cluster/rebalance.py); 0: the node's default."""
 
     TYPE = 29
     KIND = "request"
-    SHAPES = ("list",)
+    SHAPES = ("list", "int")
+    ADDED = 1
     slots: list[Any]
+    bytes_per_second: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,13 +271,17 @@ class GetMap(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Join(Message):
-    """A node claims member ``index`` of the map and announces its addresses."""
+    """A node claims member ``index`` of the map and announces its addresses.
+    ``index`` -1: the node joins as a new member, owning no slots until a rebalance.
+    ``replace``: the node takes the place of member ``index``, which died for good."""
 
     TYPE = 21
     KIND = "request"
-    SHAPES = ("int", "list")
+    SHAPES = ("int", "list", "bool")
+    ADDED = 2
     index: int
     addrs: list[Any]
+    replace: bool = False
 
 
 # --- responses -------------------------------------------------------------------------
@@ -364,6 +393,30 @@ class Error(Message):
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rebalance(Message):
+    """Asks the bootstrapper's move coordinator (cluster/rebalance.py) to ``action``:
+    "plan" (a dry run), "start", "abort", "remove" (drain member ``node``, then retire
+    it) or "status". ``rate``: bytes a second the moves may copy (0: unthrottled).
+    ``weights``: ``{"member index": relative capacity}`` to set before planning."""
+
+    TYPE = 30
+    KIND = "request"
+    SHAPES = ("str", "int", "int", "dict")
+    action: str
+    rate: int = 0
+    node: int = -1
+    weights: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RebalanceStatus(Message):
+    TYPE = 51
+    KIND = "response"
+    SHAPES = ("dict",)
+    status: dict[str, Any]
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -371,7 +424,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         CheckBatch, ReadRecord, WriteRecords, StoreHints, SlotDigests, SlotVersions, SlotQuery,
         Repair, Sync, DiskUsage, Stats, GetMap, Join,
         Ok, Record, Written, Digests, Size, VersionPage, RepairReport, QueryPage, MapData,
-        StatsData, Error,
+        StatsData, Error, Rebalance, RebalanceStatus,
     )
 }
 
@@ -384,11 +437,13 @@ def decode_message(obj: Any) -> Message:
     if cls is None:
         raise RemoteProtocolError(f"unknown message type {obj[0]}")
     names = [f.name for f in fields(cls)]
-    if len(obj) - 1 != len(names):
+    least = len(names) if cls.ADDED is None else cls.ADDED
+    if not least <= len(obj) - 1 <= len(names):
+        counted = (f"{len(names)}" if least == len(names) else f"{least} to {len(names)}")
         raise RemoteProtocolError(
-            f"{cls.__name__} has {len(names)} fields, frame has {len(obj) - 1}"
+            f"{cls.__name__} has {counted} fields, frame has {len(obj) - 1}"
         )
     try:
-        return cls(**dict(zip(names, obj[1:], strict=True)))
+        return cls(**dict(zip(names, obj[1:], strict=False)))
     except LocalProtocolError as e:
         raise RemoteProtocolError(str(e)) from None

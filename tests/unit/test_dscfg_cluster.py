@@ -77,3 +77,28 @@ def test_a_factor_that_is_not_a_number_is_one_line(tmp_path, monkeypatch, capsys
                            str(tmp_path / "srv01"))
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and "'two' is not a valid integer" in err
+
+
+def test_the_admin_token_is_written_private_and_named(tmp_path, monkeypatch, capsys):
+    d = tmp_path / "srv01"
+    code, _, err = dscfg(monkeypatch, capsys, "cluster", "-n", "3", str(d))
+    assert code == 0, err
+    for role in ("node", "client", "readonly", "admin"):
+        path = d / f"{role}.token"
+        assert path.stat().st_mode & 0o777 == 0o600, role
+        assert path.read_text().startswith(f"dsc1:{role}:"), role
+        assert str(path) in err, role  # told where each token is
+    assert f"{d / 'admin.token'}     for operators" in err
+    # dscfg client makes an admin client from it, as dsclient init does
+    cli = tmp_path / "cli"
+    code, out, err = dscfg(monkeypatch, capsys, "client",
+                           f"--bootstrapper={out_of(d)}", f"--token-file={d / 'admin.token'}",
+                           str(cli))
+    assert code == 0, err
+    assert out.startswith("admin client ") and (cli / "admin.token").exists()
+
+
+def out_of(d: Path) -> str:
+    cmap = map_of(d)
+    boot = cmap.members[0]
+    return f"{boot.addrs[0]}/p2p/{boot.peer_id}"

@@ -409,3 +409,27 @@ async def test_a_corrupt_record_is_a_store_error_naming_the_file(node: Node, rec
             await r.hints(1, 10)
     finally:
         await r.close()
+
+
+async def test_dropping_a_slot_takes_its_keys_records_and_digest_and_nothing_else(
+        node: Node):
+    durable_only(node)
+    r = await node.open(sync=True)
+    keys = [f"/s/{i}" for i in range(40)]
+    await r.write([put(k, b"x", 5) for k in keys[:30]] + [delete(k, 6) for k in keys[30:]])
+    gone = slot_of(keys[0])
+    in_slot = [k for k in keys if slot_of(k) == gone]
+    kept = {s: r.digests([s]) for s in {slot_of(k) for k in keys} - {gone}}
+    assert r.holds(gone)
+    assert await r.drop_slot(gone) == len(in_slot)
+    assert not r.holds(gone) and r.digests([gone]) == bytes(DIGEST_BYTES)
+    assert all(r.digests([s]) == d for s, d in kept.items())
+    await r.close()
+    r = await node.open(sync=True)  # gone for good, not only from memory
+    try:
+        assert not r.holds(gone)
+        for k in keys:
+            held = await r.read(k, value=False)
+            assert (held.state == MISSING) == (k in in_slot), k
+    finally:
+        await r.close()

@@ -264,18 +264,18 @@ ONE_OF_EACH: list[wire.Message] = [
     wire.CheckBatch(ops=[["/a", b"1"], ["/b", None]]),
     wire.ReadRecord(key="/a/b", value=False),
     wire.WriteRecords(ops=[["/a", b"\x00v", 2**63 - 1, "12D3KooW" + "x" * 44],
-                           ["/b", None, 0, ""]], repair=True),
+                           ["/b", None, 0, ""]], repair=True, layout_epoch=12),
     wire.StoreHints(target=7, ops=[["/a", b"v", 5, "w"], ["/b", None, 6, "w"]]),
     wire.SlotDigests(slots=[[0, 1], [5, 9], [SLOT_COUNT - 1, SLOT_COUNT]]),
     wire.SlotVersions(slot=SLOT_COUNT - 1, start_after="/a", limit=100),
     wire.SlotQuery(prefix="/p", start_after="/p/a", reverse=True, limit=5, keys_only=True,
                    filters=[["value_compare", "<", b"z"]], slots=[[3, 4], [10, 20]]),
-    wire.Repair(slots=[[0, SLOT_COUNT]]),
+    wire.Repair(slots=[[0, SLOT_COUNT]], bytes_per_second=50_000_000),
     wire.Sync(prefix="/s"),
     wire.DiskUsage(),
     wire.Stats(),
     wire.GetMap(known_epoch=4),
-    wire.Join(index=3, addrs=["/ip4/10.0.0.1/tcp/4001"]),
+    wire.Join(index=3, addrs=["/ip4/10.0.0.1/tcp/4001"], replace=True),
     wire.Ok(),
     wire.Record(hlc=2**64 - 1, writer="w", state=1, size=2, value=b"\xff\x00"),
     wire.Written(results=[[True, 3, "w"], [False, 4, "v"]]),
@@ -287,7 +287,26 @@ ONE_OF_EACH: list[wire.Message] = [
     wire.MapData(map=ClusterMap.initial(2).to_dict()),
     wire.StatsData(stats={"keys": 1, "slots": "0-16383"}),
     wire.Error(code="stale", message="m", detail={"hlc": 5}),
+    wire.Rebalance(action="remove", rate=1 << 20, node=3, weights={"1": 2.5, "2": 0}),
+    wire.RebalanceStatus(status={"state": "moving", "slots_done": 3}),
 ]
+
+
+@pytest.mark.parametrize("msg", [wire.WriteRecords(ops=[], repair=True),
+                                 wire.Repair(slots=[[0, 1]]),
+                                 wire.Join(index=1, addrs=["/ip4/127.0.0.1/tcp/1"])],
+                         ids=lambda m: type(m).__name__)
+def test_fields_of_a_later_version_stay_off_the_wire_at_their_default(msg):
+    # what a version 3 peer sends and reads: the fields it knows, no more
+    assert len(msg.to_wire()) - 1 == msg.ADDED
+    assert wire.decode_message(msg.to_wire()) == msg
+
+
+def test_a_frame_may_leave_off_only_the_fields_of_a_later_version():
+    with pytest.raises(RemoteProtocolError, match="2 to 3 fields, frame has 1"):
+        wire.decode_message([wire.WriteRecords.TYPE, []])
+    with pytest.raises(RemoteProtocolError, match="2 to 3 fields, frame has 4"):
+        wire.decode_message([wire.WriteRecords.TYPE, [], False, 1, 2])
 
 
 def test_one_of_each_covers_every_message_type():

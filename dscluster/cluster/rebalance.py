@@ -57,6 +57,9 @@ JOB_FILE = "rebalance.json"
 # slots finished per epoch: progress shows in the map and in status every batch, and a
 # crash repeats at most one batch of copying
 BATCH = 1024
+# batches copied at once: a pass spends much of its time waiting on round trips and
+# fsyncs, so a few side by side keep the members' disks and cores busy
+PARALLEL_BATCHES = 3
 # how long the coordinator waits for the live members to adopt a staged layout before
 # it copies anyway (they ping each other every second; see step 2 above)
 ADOPT_TIMEOUT = 15.0
@@ -328,22 +331,33 @@ class Coordinator:
         # member that knows the staged targets refuses writers that do not
         await self._wait_adopted(self.job["stage_epoch"] or self.state.map.layout_epoch)
         while self.state.map.moving:
-            cmap = self.state.map
-            batch = cmap.moving_slots()[:BATCH]
-            done, copied, keys = await self._copy(cmap, batch)
-            now = self.state.map
-            done = [s for s in done if s in now.moving]  # an abort may have come
-            if done:
-                self.state.offer(now.finish(done))
+            moving = self.state.map.moving_slots()
+            batches = [moving[i:i + BATCH]
+                       for i in range(0, min(len(moving), BATCH * PARALLEL_BATCHES), BATCH)]
+            finished: list[int] = []
+            async with open_nursery() as n:
+                for batch in batches:
+                    n.start_soon(self._move_batch, batch, len(batches), finished)
+            if finished:
                 delay = RETRY_MIN
-            self.job["slots_done"] += len(done)
-            self.job["bytes"] += copied
-            self.job["keys"] += keys
-            self._save()
-            if not done:
+            else:
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
         self._complete()
+
+    async def _move_batch(self, batch: list[int], batches: int, finished: list[int]) -> None:
+        """Copy ``batch`` and hand over what was copied at once (not when the round of
+        ``batches`` ends); the slots handed over go to ``finished``."""
+        done, copied, keys = await self._copy(self.state.map, batch, batches)
+        now = self.state.map
+        done = [s for s in done if s in now.moving]  # an abort may have come
+        if done:
+            self.state.offer(now.finish(done))
+        finished.extend(done)
+        self.job["slots_done"] += len(done)
+        self.job["bytes"] += copied
+        self.job["keys"] += keys
+        self._save()
 
     def _complete(self) -> None:
         node = self.job["node"]
@@ -393,10 +407,11 @@ class Coordinator:
                     n.start_soon(one, m.index)
         return sorted(behind)
 
-    async def _copy(self, cmap: ClusterMap, slots: Sequence[int]) -> tuple[list[int], int, int]:
-        """Each target's pass over its incoming slots among ``slots``; the slots every
-        target of which finished a pass that reached enough old owners, the bytes and
-        the keys copied."""
+    async def _copy(self, cmap: ClusterMap, slots: Sequence[int],
+                    batches: int = 1) -> tuple[list[int], int, int]:
+        """Each target's pass over its incoming slots among ``slots``, at its share of
+        the rate (``batches`` run at once); the slots every target of which finished a
+        pass that reached enough old owners, the bytes and the keys copied."""
         incoming: dict[int, list[int]] = {}
         for s in slots:
             for t in cmap.moving[s]:
@@ -406,7 +421,7 @@ class Coordinator:
         failed: set[int] = set()
         totals = [0, 0]
         rate = self.job["rate"] or UNTHROTTLED
-        share = max(1, rate // max(1, len(incoming)))
+        share = max(1, rate // (max(1, len(incoming)) * batches))
 
         async def one(target: int, mine: list[int]) -> None:
             try:

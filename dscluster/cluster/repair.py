@@ -63,8 +63,11 @@ MiB = 1 << 20
 MAX_FETCHES = 4
 BYTES_PER_SECOND = 32 * MiB
 # A move's pass: more reads in flight, since the operator asked for the move now and
-# sets its pace with --rate (up to UNTHROTTLED, which no link reaches)
-MOVE_FETCHES = 8
+# sets its pace with --rate (up to UNTHROTTLED, which no link reaches); and more slots at
+# once, since a slot of a spread-out key space holds a key or two, and each costs a
+# version listing's round trip before its values are read
+MOVE_FETCHES = 16
+MOVE_SLOTS_AT_ONCE = 64
 UNTHROTTLED = 1 << 40
 # slots per SlotDigests request: 64 KiB of answer
 DIGEST_CHUNK = 4096
@@ -117,8 +120,10 @@ class _Throttle:
     bucket: TokenBucket
 
     @classmethod
-    def of(cls, max_fetches: int, bytes_per_second: float) -> _Throttle:
-        return cls(trio.CapacityLimiter(max_fetches), trio.CapacityLimiter(max_fetches),
+    def of(cls, max_fetches: int, bytes_per_second: float,
+           slots_at_once: int | None = None) -> _Throttle:
+        return cls(trio.CapacityLimiter(max_fetches),
+                   trio.CapacityLimiter(slots_at_once or max_fetches),
                    TokenBucket(bytes_per_second, burst=bytes_per_second))
 
 
@@ -132,6 +137,10 @@ class _Pass:
     bytes: int = 0
     unreachable: dict[int, str] = field(default_factory=dict)  # peer -> why
     compared: set[int] = field(default_factory=set)  # peers the pass got through with
+    # values fetched and not written yet, from all the slots pulled at once: one write
+    # (one records sync) for many keys instead of one per slot of a key or two
+    pending: dict[str, VersionedOp] = field(default_factory=dict)
+    pending_bytes: int = 0
 
     def report(self) -> dict[str, Any]:
         return {"slots": self.slots_total, "differing": len(self.differing),
@@ -161,6 +170,7 @@ class AntiEntropy:
         # shared by the background passes, the repairs asked without a rate and hints
         self._throttle = _Throttle.of(max_fetches, bytes_per_second)
         self._passes: set[_Pass] = set()
+        self._rotation = 0  # which peer a pass asks first (_pass)
         self._last: _Pass | None = None
         self._last_full: float | None = None
         self._pulled = 0
@@ -224,7 +234,7 @@ class AntiEntropy:
         why})}``. ``bytes_per_second`` > 0 paces this pass alone at that rate (a slot
         move); 0 shares the background throttle."""
         throttle = (self._throttle if bytes_per_second <= 0
-                    else _Throttle.of(MOVE_FETCHES, bytes_per_second))
+                    else _Throttle.of(MOVE_FETCHES, bytes_per_second, MOVE_SLOTS_AT_ONCE))
         return (await self._pass(slots, None, dial_down=True, throttle=throttle)).report()
 
     def progress(self) -> dict[str, Any]:
@@ -304,8 +314,13 @@ class AntiEntropy:
             for i in range(0, len(mine), self.digest_chunk):
                 chunk = mine[i:i + self.digest_chunk]
                 # one peer after the other: what the first one supplied is in our digests
-                # when we compare with the next, so no value is copied twice
-                for peer, shared in self._peers(chunk).items():
+                # when we compare with the next, so no value is copied twice. Passes that
+                # run at once (a move's batches) start at different peers, so that they
+                # read from several old owners rather than all from one
+                peers = list(self._peers(chunk).items())
+                self._rotation += 1
+                turn = self._rotation % len(peers) if peers else 0
+                for peer, shared in peers[turn:] + peers[:turn]:
                     if (only is None or peer in only) and peer not in p.unreachable:
                         await self._with_peer(peer, shared, p, dial_down)
                         if peer not in p.unreachable:
@@ -343,9 +358,14 @@ class AntiEntropy:
                          if ans.digests[j * DIGEST_BYTES:(j + 1) * DIGEST_BYTES]
                          != ours[j * DIGEST_BYTES:(j + 1) * DIGEST_BYTES]]
             p.differing.update(differing)
-            async with open_nursery() as n:
-                for slot in differing:
-                    n.start_soon(self._pull_slot, peer, slot, p)
+            try:
+                async with open_nursery() as n:
+                    for slot in differing:
+                        n.start_soon(self._pull_slot, peer, slot, p)
+            finally:
+                # before the next peer: what this one supplied must be in our digests
+                with trio.CancelScope(shield=True):
+                    await self._flush(p)
         except DSClusterError as e:
             p.unreachable[peer] = str(e)
             _limited.warning("peer failed", "anti-entropy with node %d failed, going on "
@@ -384,20 +404,17 @@ class AntiEntropy:
                 return
             start_after = ans.cursor
 
+    async def _flush(self, p: _Pass) -> None:
+        ops, p.pending, p.pending_bytes = list(p.pending.values()), {}, 0
+        if ops:
+            self._applied(p, ops, await self.replica.write(ops))
+
     async def _fetch(self, peer: int, keys: list[tuple[str, Version]], p: _Pass) -> None:
         """Read ``keys`` from ``peer`` (throttled) and write them here in batches of at
-        most ``page_bytes`` of values."""
-        pending: list[VersionedOp] = []
-        size = 0
-
-        async def flush() -> None:
-            nonlocal pending, size
-            ops, pending, size = pending, [], 0
-            if ops:
-                self._applied(p, ops, await self.replica.write(ops))
+        most ``page_bytes`` of values or ``max_batch_ops`` keys, shared by the slots the
+        pass pulls at once."""
 
         async def one(key: str) -> None:
-            nonlocal size
             # paced inside the limiter: the next read starts only once this one is paid
             async with p.throttle.fetches:
                 rec = await self.caller.ask(peer, wire.ReadRecord(key=key, value=True))
@@ -407,15 +424,17 @@ class AntiEntropy:
                 await p.throttle.bucket.take(len(rec.value or b""))
             op = self._op(peer, key, rec)
             if op is not None:
-                pending.append(op)
-                size += len(op.value or b"")
-                if size >= self.limits.page_bytes:
-                    await flush()
+                held = p.pending.get(key)
+                if held is None or op.version > held.version:
+                    p.pending[key] = op
+                    p.pending_bytes += len(op.value or b"")
+                if (p.pending_bytes >= self.limits.page_bytes
+                        or len(p.pending) >= self.limits.max_batch_ops):
+                    await self._flush(p)
 
         async with open_nursery() as n:
             for key, _ in keys:
                 n.start_soon(one, key)
-        await flush()
 
     def _op(self, peer: int, key: str, rec: wire.Record) -> VersionedOp | None:
         """What to write for ``peer``'s record of ``key``, newer than the page said if it

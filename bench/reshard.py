@@ -1,7 +1,9 @@
 """Resharding: a 3-node cluster holding DATA_MB of 256 KiB values takes in a 4th node.
 
 Reports the migration rate (bytes the targets copied over the move's wall time) and a
-client's throughput while the slots move, as a fraction of the same load without a move.
+client's throughput while the slots move, as a fraction of the same load without a move;
+then the same load while a 5th node is filled at a quarter of that rate (``--rate``), to
+show what throttling buys the clients.
 The client load is 8 requesters, each getting a value of the data set three times for
 every new value it puts (a read-mostly store that keeps taking writes).
 """
@@ -85,16 +87,16 @@ async def _baseline(ds: ClusterDatastore, keys: list[str], seconds: float) -> fl
 
 
 async def _during_move(ds: ClusterDatastore, admin: ClusterDatastore,
-                       keys: list[str]) -> tuple[float, dict]:
+                       keys: list[str], rate: int = 0) -> tuple[float, dict]:
     stop = trio.Event()
     result: list[tuple[int, float]] = []
 
     async def run() -> None:
-        result.append(await _load(ds, keys, stop, "during"))
+        result.append(await _load(ds, keys, stop, f"during{rate}"))
 
     async with trio.open_nursery() as n:
         n.start_soon(run)
-        job = await ask_coordinator(admin.caller, "start")
+        job = await ask_coordinator(admin.caller, "start", rate=rate)
         while job["state"] == "moving":
             await trio.sleep(0.2)
             job = await ask_coordinator(admin.caller, "status")
@@ -119,10 +121,20 @@ def bench_reshard(tmp: Path, replication: int, seconds: float) -> list[str]:
                 return await _during_move(ds, admin, keys)
 
         moving, job = trio.run(during)
+        rate = job["bytes"] / job["elapsed"] / 1e6
+        # the same load while a 5th node is filled at a quarter of that rate (--rate)
+        c.add_node()
+        slow = max(1, int(rate * 1e6 / 4))
+
+        async def during_throttled() -> tuple[float, dict]:
+            async with open_cluster(c.client()) as ds, open_cluster(c.admin()) as admin:
+                return await _during_move(ds, admin, keys, slow)
+
+        throttled, job2 = trio.run(during_throttled)
     finally:
         c.stop()
-    rate = job["bytes"] / job["elapsed"] / 1e6
     ratio = moving / base
+    ratio2 = throttled / base
     return [
         f"reshard R={replication}: {DATA_MB} MB of 256 KiB values onto a 4th node: "
         f"{job['slots_done']} slots, {job['bytes'] / 1e6:.0f} MB copied in "
@@ -132,4 +144,7 @@ def bench_reshard(tmp: Path, replication: int, seconds: float) -> list[str]:
         f"reshard client load (256 KiB, 3 gets : 1 put, x{CONCURRENCY}): {base:.0f} ops/s "
         f"without a move, {moving:.0f} ops/s during it = {ratio:.2f} (target >= "
         f"{DURING_TARGET:g}: {'met' if ratio >= DURING_TARGET else 'NOT met'})",
+        f"reshard onto a 5th node at --rate {slow / 1e6:.1f} MB/s: "
+        f"{job2['bytes'] / job2['elapsed'] / 1e6:.1f} MB/s copied, client load "
+        f"{throttled:.0f} ops/s = {ratio2:.2f} of no move",
     ]

@@ -202,17 +202,20 @@ class AntiEntropy:
             now_up = {p for p in self._co_owners() if self.caller.liveness.state(p) == UP}
             back, up = now_up - up, now_up
             if back:
-                p = await _logged("pass", self._pass(self._shared_with(back), back))
+                p = await _logged("pass", self._pass(self._shared_with(back), back,
+                                                     background=True))
                 up.difference_update(p.unreachable if p else back)
             if settle_pass and self._settled():
                 # the pass that ends catching up, rather than waiting for the first full one
                 settle_pass = False
                 self.catching_up(())
-                p = await _logged("pass", self._pass(sorted(self._behind or ()), None))
+                p = await _logged("pass", self._pass(sorted(self._behind or ()), None,
+                                                     background=True))
                 if p is not None:
                     up.difference_update(p.unreachable)
             if trio.current_time() >= next_full:
-                p = await _logged("pass", self._pass(list(range(SLOT_COUNT)), None))
+                p = await _logged("pass", self._pass(list(range(SLOT_COUNT)), None,
+                                                     background=True))
                 if p is not None:
                     self._last_full = time.time()
                     # to get a pass of their own once they answer
@@ -302,11 +305,15 @@ class AntiEntropy:
                 and any(cmap.owns(p, s) for p in peers)]
 
     async def _pass(self, slots: list[int], only: set[int] | None, *,
-                    dial_down: bool = False, throttle: _Throttle | None = None) -> _Pass:
+                    dial_down: bool = False, throttle: _Throttle | None = None,
+                    background: bool = False) -> _Pass:
         """``dial_down``: peers this node believes down are tried too (a repair asked
-        for now, maybe right after a peer restarted, must not skip it on a stale mark)."""
+        for now, maybe right after a peer restarted, must not skip it on a stale mark).
+        ``background``: a pass of the node's own, which leaves the slots it is receiving
+        to the move's passes (cluster/rebalance.py) rather than copy them twice at once."""
         cmap = self.caller.state.map
-        mine = sorted({s for s in slots if cmap.owns(self.index, s)})
+        mine = sorted({s for s in slots if cmap.owns(self.index, s)
+                       and not (background and cmap.incoming(self.index, s))})
         settled = self._settled()
         p = _Pass(len(mine), throttle or self._throttle)
         self._passes.add(p)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,34 @@ MAP_FILE = "clustermap.json"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+# where free_tcp_port looks first: registered ports, below the kernel's ephemeral range
+_FIXED_PORTS = (10000, 32768)
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_tcp_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (dscfg fixes ports at generation time)."""
+    """A port that was free a moment ago (dscfg fixes ports at generation time).
+
+    Picked at random below the kernel's ephemeral range rather than by binding port 0:
+    the kernel hands out ephemeral ports to every outgoing connection too, so a port it
+    chose can be some connection's source port (or another new node's pick) by the time
+    the node binds it, while a random port below that range stays free unless someone
+    picks the very same one."""
+    low, high = _FIXED_PORTS
+    try:
+        first = int(_EPHEMERAL_RANGE.read_text().split()[0])
+        high = min(high, first)
+    except (OSError, ValueError, IndexError):
+        pass
+    rnd = random.SystemRandom()
+    for _ in range(64):
+        port = rnd.randrange(low, high) if high > low else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

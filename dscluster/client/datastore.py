@@ -275,20 +275,10 @@ class _NodeCursor:
             msg = wire.SlotQuery(start_after=self.after, slots=self.ranges,
                                  catching_up_ok=self.catching_up_ok, **self.owner.req)
             caller = self.owner.caller
-            epoch = caller.state.epoch
             try:
                 ans = await caller.try_member(self.index, msg)
             except Redirect as r:
-                # the slots moved (a rebalance): their new owners go on from here
-                self.owner.redirects += 1
-                if self.owner.redirects > MAX_LISTING_REDIRECTS:
-                    raise ClusterError(f"listing redirected {self.owner.redirects} times; "
-                                       f"last: {r}") from None
-                if (not await caller.refresh_map() and caller.state.epoch <= epoch
-                        and r.epoch <= epoch):
-                    raise ClusterError(f"{r} although map epoch {epoch} assigns it "
-                                       "there") from None
-                return self.owner.cursors(self.slots, self.after)
+                return await self._redirected(r)
             except Unavailable as e:
                 self.owner.failed[self.index] = str(e)
                 if isinstance(e, CatchingUp):
@@ -301,6 +291,25 @@ class _NodeCursor:
             self.after = ans.cursor
             self.done = ans.cursor is None
         return []
+
+    async def _redirected(self, r: Redirect) -> list[_NodeCursor]:
+        """The member no longer serves some of our slots (they moved in a rebalance, and
+        our assignment may predate that) or does not yet (its map is behind ours): the
+        slots go, from where this cursor stopped, to whoever the newest map says."""
+        caller = self.owner.caller
+        self.owner.redirects += 1
+        if self.owner.redirects > MAX_LISTING_REDIRECTS:
+            raise ClusterError(f"listing redirected {self.owner.redirects} times; last: {r}")
+        if r.epoch >= caller.state.epoch:
+            await caller.refresh_map()
+        cmap = caller.state.map
+        if cmap.owns(self.index, r.slot):
+            if r.epoch >= cmap.epoch:
+                raise ClusterError(f"{r} although map epoch {cmap.epoch} assigns it there")
+            # behind us: it learns the map within a ping; the others list meanwhile
+            self.owner.failed[self.index] = (f"member {self.index} is at map epoch "
+                                             f"{r.epoch}, behind ours ({cmap.epoch})")
+        return self.owner.cursors(self.slots, self.after)
 
 
 async def _merge(plan: _SlotCursors, start: str | None,

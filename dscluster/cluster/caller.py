@@ -134,6 +134,7 @@ class MemberCaller:
         refreshing the map once when the member is unknown or unreachable."""
         refreshed = False
         for _ in range(MAX_REDIRECTS + 1):
+            epoch = self.state.epoch  # the map the member is picked from
             member = pick(self.state.map)
             if member.state != JOINED or not member.peer_id:
                 if not refreshed:
@@ -162,10 +163,12 @@ class MemberCaller:
                 log.debug("redirected: %s", r)
                 if not follow_redirects:
                     raise
-                if not await self.refresh_map() and r.epoch <= self.state.epoch:
+                # another request may have fetched a newer map while this one was out
+                if (not await self.refresh_map() and self.state.epoch <= epoch
+                        and r.epoch <= epoch):
                     raise ClusterError(
                         f"{member.describe()} refuses slot {r.slot} although map epoch "
-                        f"{self.state.epoch} assigns it there: {r}"
+                        f"{epoch} assigns it there: {r}"
                     ) from None
             except (Unavailable, trio.TooSlowError) as e:
                 await self.pool.forget(member.peer_id)

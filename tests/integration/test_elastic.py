@@ -124,6 +124,7 @@ async def test_removing_a_node_under_load(tmp_path: Path):
         c.stop()
 
 
+@pytest.mark.soak  # a chaos run, like tests/integration/test_chaos.py: make soak
 async def test_a_move_survives_kill9_of_target_coordinator_and_source(tmp_path: Path):
     c = Cluster(tmp_path, nodes=3, replication=2).start()
     try:

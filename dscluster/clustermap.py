@@ -44,6 +44,7 @@ from typing import Any
 
 from .cluster.placement import check_replication, initial_owners, plan
 from .errors import ClusterError, ConfigError
+from .identity import fsync_directory
 from .keys import SLOT_COUNT, slot_of
 
 MAP_FORMAT_VERSION = 3
@@ -375,11 +376,7 @@ class ClusterMap:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_directory(path.parent)
 
     @classmethod
     def load(cls, path: Path) -> ClusterMap:

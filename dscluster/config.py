@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .identity import read_private_file, write_private_file
+from .identity import fsync_directory, read_private_file, write_private_file
 from .limits import ConnectionLimits, Limits
 from .logs import LOG_FORMATS
 from .net.addrs import check_announce_host
@@ -328,11 +328,7 @@ def record_member_index(conf_dir: Path, index: int) -> None:
     write_config(path, data)
     # the rename must survive a power cut too: a node that lost its index could only
     # start once the bootstrapper answers its join again (with the same index)
-    fd = os.open(conf_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(conf_dir)
 
 
 def resolve(conf_dir: Path, name: str) -> Path:

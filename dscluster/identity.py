@@ -84,8 +84,9 @@ class Identity:
         return cls(ed25519.Ed25519PrivateKey.from_private_bytes(pb[4:36]))
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Atomically write a 0600 file: temp file created 0600, fsync, rename."""
+def write_private_file(path: Path, data: bytes, *, sync_dir: bool = False) -> None:
+    """Atomically write a 0600 file: temp file created 0600, fsync, rename; with
+    ``sync_dir`` the rename is made durable too (fsync_directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -96,6 +97,18 @@ def write_private_file(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if sync_dir:
+        fsync_directory(path.parent)
+
+
+def fsync_directory(d: Path) -> None:
+    """Make the renames into ``d`` survive a power cut (a file's own fsync does not
+    cover its directory entry)."""
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_private_file(path: Path, what: str) -> bytes:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -46,6 +45,7 @@ from .. import wire
 from ..clustermap import JOINED, MAX_WEIGHT, RETIRED, ClusterMap
 from ..concurrency import open_nursery
 from ..errors import ClusterError, ConfigError, DSClusterError, InvalidArgument, Unavailable
+from ..identity import write_private_file
 from ..keys import SLOT_COUNT, slot_ranges
 from .caller import MemberCaller
 from .placement import owner_quorum
@@ -103,17 +103,8 @@ class Coordinator:
         return {**_fresh_job(), **job}
 
     def _save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(self.job, indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_private_file(self.path, (json.dumps(self.job, indent=1) + "\n").encode(),
+                           sync_dir=True)
 
     # -- requests -------------------------------------------------------------------------
     async def handle(self, m: wire.Rebalance) -> dict[str, Any]:

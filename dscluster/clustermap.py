@@ -225,6 +225,10 @@ class ClusterMap:
         """The members a plan gives slots to: not retired and not being drained."""
         return [m.index for m in self.members if m.state != RETIRED and m.weight > 0]
 
+    def held(self, index: int) -> int:
+        """How many slots ``index`` owns (as primary or replica; not those incoming)."""
+        return sum(index in o for o in self.owners)
+
     def slots_of(self, index: int) -> int:
         """How many slots ``index`` serves (as owner or incoming target)."""
         return sum(self.owns(index, s) for s in range(SLOT_COUNT))

@@ -189,7 +189,7 @@ class ClusterDatastore:
             {"index": m.index, "peer_id": m.peer_id, "addrs": list(m.addrs), "state": m.state,
              "weight": m.weight, "slots": cmap.describe_ranges(m.index),
              # replicas held, primary or not (a moving slot's target is not counted yet)
-             "slots_held": sum(m.index in o for o in cmap.owners)} for m in cmap.members
+             "slots_held": cmap.held(m.index)} for m in cmap.members
         ]
 
         async def probe(row: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ from ..identity import write_private_file
 from ..keys import SLOT_COUNT, slot_ranges
 from .caller import MemberCaller
 from .placement import owner_quorum
+from .repair import UNTHROTTLED
 from .state import ClusterState
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ PARALLEL_BATCHES = 3
 ADOPT_TIMEOUT = 15.0
 # a batch that finished nothing (a target or source down) waits this long, doubling
 RETRY_MIN, RETRY_MAX = 1.0, 10.0
-# the rate a move without --rate runs at: more than a disk or a link carries
-UNTHROTTLED = 1 << 40
 ACTIONS = ("plan", "start", "abort", "remove", "status")
 IDLE, MOVING, FINISHED, ABORTED = "idle", "moving", "finished", "aborted"
 
@@ -204,7 +203,7 @@ class Coordinator:
             "slots": len(moves), "replicas": copies, "estimated_bytes": int(estimate),
             "ranges": slot_ranges(moves),
             "members": [{"index": i, "weight": cmap.members[i].weight,
-                         "slots_before": sum(i in o for o in cmap.owners),
+                         "slots_before": cmap.held(i),
                          "slots_after": after[i], "gains": gain[i], "loses": lose[i]}
                         for i in range(len(cmap.members))
                         if cmap.members[i].state != RETIRED],
@@ -221,7 +220,7 @@ class Coordinator:
             except DSClusterError:
                 return
             if isinstance(ans, wire.StatsData):
-                held = sum(i in o for o in cmap.owners)
+                held = cmap.held(i)
                 if held:
                     per_member[i] = float(ans.stats.get("disk_usage", 0)) / held
 

@@ -63,7 +63,8 @@ MiB = 1 << 20
 MAX_FETCHES = 4
 BYTES_PER_SECOND = 32 * MiB
 # A move's pass: more reads in flight, since the operator asked for the move now and
-# sets its pace with --rate (up to UNTHROTTLED, which no link reaches); and more slots at
+# sets its pace with --rate (a move without one asks for UNTHROTTLED, which no link
+# reaches); and more slots at
 # once, since a slot of a spread-out key space holds a key or two, and each costs a
 # version listing's round trip before its values are read
 MOVE_FETCHES = 16

@@ -72,7 +72,7 @@ class StoreConfig:
     path: str = "data"
     sync: bool = True
     mongodb_uri: str | None = None
-    mongodb_database: str = "dscluster"
+    mongodb_database: str | None = None  # None: the URI's database, else "dscluster"
 
     def __post_init__(self) -> None:
         if self.type not in STORE_KINDS:

@@ -77,7 +77,7 @@ class NodeProc:
 class Cluster:
     def __init__(self, root: Path, nodes: int = 3, store: str = "flatfs",
                  extra_cfg: Sequence[str] = (), node0_args: Sequence[str] = (),
-                 replication: int = 1) -> None:
+                 replication: int = 1, node_args: Sequence[Sequence[str]] = ()) -> None:
         self.root = root
         self.n = nodes
         self.store = store
@@ -86,6 +86,8 @@ class Cluster:
         self.replication = replication
         self.extra_cfg = list(extra_cfg)
         self.node0_args = list(node0_args)  # e.g. --s3-listen for the bootstrapper
+        # the same for members 1, 2, ... at their first start
+        self.node_args = [list(a) for a in node_args]
         self.nodes: list[NodeProc] = []
         self.bootstrapper = ""
 
@@ -112,7 +114,9 @@ class Cluster:
             self.nodes[0].start(self.node0_args)
             self.nodes[0].wait_ready()
             for node in self.nodes[1:]:
-                node.start(self.join_args(node.index))
+                extra = (self.node_args[node.index - 1]
+                         if node.index - 1 < len(self.node_args) else [])
+                node.start([*self.join_args(node.index), *extra])
             for node in self.nodes[1:]:
                 node.wait_ready()
         except BaseException:

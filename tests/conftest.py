@@ -8,6 +8,8 @@ import pytest
 
 from dscluster.localcluster import Cluster
 
+from .mongodb_server import mongodb_server
+
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -18,3 +20,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A MongoDB server for the session: ``DSCLUSTER_TEST_MONGODB_URI``'s, else FerretDB
+    (tests/go/ferretdb) on 127.0.0.1, stopped at the end; a skip where neither is at hand."""
+    with mongodb_server(tmp_path_factory.mktemp("mongodb")) as uri:
+        yield uri

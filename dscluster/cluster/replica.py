@@ -21,10 +21,9 @@ Tombstones are kept forever, so a replica that missed a delete cannot resurrect 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import trio
 from ..blocks import block_matches
 from ..datastore import BatchOp
 from ..errors import InvalidArgument, NotFound
+from ..keylocks import KeyLocks
 from ..keys import SLOT_COUNT, slot_of, validate_key
 from ..store.base import Store, scan_all
 from .records import LevelDBRecords, MemoryRecords, Record, Records, VersionedOp
@@ -69,28 +69,6 @@ class Held:
 
 
 _NOTHING = Held(ZERO, MISSING, 0)
-
-
-class KeyLocks:
-    """Exclusive holds on sets of keys, so that a check and the write it allowed cannot
-    interleave with another write of the same key."""
-
-    def __init__(self) -> None:
-        self._held: set[Hashable] = set()
-        self._released = trio.Event()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, keys: Collection[Hashable]) -> AsyncIterator[None]:
-        # all the keys at once or none, so two batches never wait for each other
-        while not self._held.isdisjoint(keys):
-            await self._released.wait()
-        self._held.update(keys)
-        try:
-            yield
-        finally:
-            self._held.difference_update(keys)
-            self._released.set()
-            self._released = trio.Event()
 
 
 class ReplicaStore:

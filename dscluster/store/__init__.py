@@ -43,7 +43,7 @@ async def open_store(
     *,
     sync: bool = True,
     mongodb_uri: str | None = None,
-    mongodb_database: str = "dscluster",
+    mongodb_database: str | None = None,
     mongodb_collection: str = "kv",
     mongo_client: Any = None,
 ) -> Store:

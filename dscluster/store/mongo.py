@@ -1,10 +1,10 @@
 """The MongoDB store (pymongo): one document per key.
 
 Documents: ``{_id: key, v: Binary(value), n: len(value), s: slot_of(key)}`` in one
-collection (default ``dscluster.kv``), with a compound index ``(s, _id)`` so a slot's keys
-come sorted straight from the index (slot migration). A side collection ``<name>.meta``
-holds ``{_id: "format", version: 1}`` and the marker ``sync()`` writes, so the key
-collection holds keys only. Scans sort on ``_id``: MongoDB
+collection (default ``kv`` in the URI's database, else in ``dscluster``), with a compound
+index ``(s, _id)`` so a slot's keys come sorted straight from the index (slot migration).
+A side collection ``<name>.meta`` holds ``{_id: "format", version: 1}`` and the marker
+``sync()`` writes, so the key collection holds keys only. Scans sort on ``_id``: MongoDB
 compares strings by simple binary comparison of their UTF-8 bytes unless a collation is
 set, which equals Python's str order; a collection with a non-simple default collation
 is refused at open. Keys up to 2048 bytes need MongoDB >= 4.2 (no index key size limit).
@@ -13,7 +13,10 @@ With ``sync`` on, writes use write concern ``j: true``: acknowledged once in the
 journal. Without it they are acknowledged once applied in the server's memory (the server
 journals within ~100 ms); our own process holds nothing, so a kill -9 of it loses nothing.
 A batch is one ordered ``bulk_write``: atomic per document, not across documents
-(MongoDB needs a replica set and a transaction for that).
+(MongoDB needs a replica set and a transaction for that). Writes of one key are
+serialised in the process (``KeyLocks``): two upserts of one new ``_id`` at once may fail
+one with a duplicate key error (E11000), which MongoDB >= 4.2 retries itself but other
+servers (FerretDB) and older MongoDB return to the client.
 
 pymongo blocks, so every call runs in a worker thread through ``BlockingCalls``.
 """
@@ -32,6 +35,7 @@ from pymongo.errors import ConfigurationError, DocumentTooLarge, PyMongoError
 
 from ..datastore import BatchOp
 from ..errors import ConfigError, NotFound, StoreError, TooLarge
+from ..keylocks import KeyLocks
 from ..keys import slot_of, validate_key
 from .base import (
     DEFAULT_THREADS,
@@ -44,6 +48,7 @@ from .base import (
 )
 from .blocking import BlockingCalls
 
+DEFAULT_DATABASE = "dscluster"
 SLOT_INDEX = "slot_1__id_1"
 FORMAT_VERSION = 1
 # how long opening waits for a server before it reports the store unreachable
@@ -63,6 +68,7 @@ class MongoStore(ScanQueryMixin):
         self._coll = coll.with_options(write_concern=write_concern)
         self._meta = _meta_collection(coll).with_options(write_concern=WriteConcern(j=True))
         self._calls = BlockingCalls(what, (PyMongoError,), threads)
+        self._key_locks = KeyLocks()
 
     @classmethod
     async def open(
@@ -70,13 +76,14 @@ class MongoStore(ScanQueryMixin):
         *,
         uri: str | None = None,
         client: Any = None,
-        database: str = "dscluster",
+        database: str | None = None,
         collection: str = "kv",
         sync: bool = True,
         threads: int = DEFAULT_THREADS,
     ) -> MongoStore:
         """Connect to ``uri`` (or use ``client``, any pymongo-compatible client, which the
-        store then does not close) and prepare the collection."""
+        store then does not close) and prepare the collection. Without ``database``, the
+        URI's database (``mongodb://host/DB``) is used, else ``dscluster``."""
 
         def open_() -> MongoStore:
             return cls._open(uri, client, database, collection, sync, threads)
@@ -88,17 +95,15 @@ class MongoStore(ScanQueryMixin):
         cls,
         uri: str | None,
         client: Any,
-        database: str,
+        database: str | None,
         collection: str,
         sync: bool,
         threads: int,
     ) -> MongoStore:
-        what = f"mongo store {database}.{collection}"
         owns_client = client is None
         if client is None:
             if not uri:
                 raise ConfigError("the mongo store needs a MongoDB URI (mongodb_uri)")
-            what += f" at {_hosts(uri)}"
             try:
                 client = pymongo.MongoClient(
                     uri,
@@ -106,10 +111,13 @@ class MongoStore(ScanQueryMixin):
                     connectTimeoutMS=int(CONNECT_TIMEOUT * 1000),
                 )
             except (ConfigurationError, ValueError) as e:
-                raise ConfigError(f"invalid MongoDB URI for {what}: {e}") from None
+                raise ConfigError(f"invalid MongoDB URI for mongo store at {_hosts(uri)}: "
+                                  f"{e}") from None
+        name = database or client.get_default_database(DEFAULT_DATABASE).name
+        what = f"mongo store {name}.{collection}" + (f" at {_hosts(uri)}" if uri else "")
         try:
             client.admin.command("ping")
-            coll = client[database][collection]
+            coll = client[name][collection]
             _check_collation(coll, what)
             _check_format(_meta_collection(coll), what)
             coll.create_index([("s", 1), ("_id", 1)], name=SLOT_INDEX)
@@ -147,14 +155,17 @@ class MongoStore(ScanQueryMixin):
 
     async def apply(self, ops: Sequence[BatchOp]) -> None:
         requests: list[ReplaceOne | DeleteOne] = []
+        keys: set[str] = set()
         for k, value in checked_ops(ops):
+            keys.add(k)
             if value is None:
                 requests.append(DeleteOne({"_id": k}))
             else:
                 doc = {"_id": k, "v": Binary(value), "n": len(value), "s": slot_of(k)}
                 requests.append(ReplaceOne({"_id": k}, doc, upsert=True))
         if requests:
-            await self._calls.run(self._bulk_write, requests)
+            async with self._key_locks.hold(keys):
+                await self._calls.run(self._bulk_write, requests)
 
     def _bulk_write(self, requests: list[ReplaceOne | DeleteOne]) -> None:
         try:

@@ -9,15 +9,17 @@ Two registries, one fixture each:
   to run the same tests through another implementation (e.g. a cluster-backed client),
   append a ``DatastoreBackend`` whose ``session`` yields a fresh, empty datastore.
 
-The real-MongoDB backend runs only when ``DSCLUSTER_TEST_MONGODB_URI`` is set (each test
-gets its own database, dropped afterwards); mongomock always runs.
+Backend ``mongodb`` runs against a MongoDB-protocol server (fixture ``mongodb_uri``:
+``DSCLUSTER_TEST_MONGODB_URI``'s, else FerretDB from tests/go/ferretdb; each test gets its
+own database, dropped afterwards); ``mongomock`` needs no server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -34,18 +36,29 @@ from dscluster.store import FlatFSStore, LevelDBStore, MemoryStore, MongoStore, 
 
 from .mongomock_compat import mongomock_client
 
-MONGODB_URI = os.environ.get("DSCLUSTER_TEST_MONGODB_URI")
-
 
 @dataclass(frozen=True)
 class StoreBackend:
     name: str
     # opens the store kept under a directory; opening the same directory again after
     # close must give the same data when ``persistent``
-    open: Callable[[Path], Awaitable[Store]]
+    open: Callable[..., Awaitable[Store]]
     persistent: bool = True
-    cleanup: Callable[[Path], Awaitable[None]] | None = None
+    cleanup: Callable[..., Awaitable[None]] | None = None
     marks: tuple[Any, ...] = field(default_factory=tuple)
+    # a fixture whose value (e.g. a server's URI) ``open`` and ``cleanup`` take after the
+    # directory; ``bound`` supplies it
+    server: str | None = None
+
+    def bound(self, request: pytest.FixtureRequest) -> StoreBackend:
+        """This backend with its server fixture's value supplied (a skip if there is
+        none)."""
+        if self.server is None:
+            return self
+        value = request.getfixturevalue(self.server)
+        cleanup = self.cleanup and functools.partial(self.cleanup, server=value)
+        return dataclasses.replace(self, open=functools.partial(self.open, server=value),
+                                   cleanup=cleanup, server=None)
 
     @contextlib.asynccontextmanager
     async def session(self, path: Path) -> AsyncIterator[Store]:
@@ -84,12 +97,12 @@ def _mongo_database(path: Path) -> str:
     return "dscluster_test_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
 
 
-async def _open_real_mongo(path: Path) -> Store:
-    return await MongoStore.open(uri=MONGODB_URI, database=_mongo_database(path))
+async def _open_real_mongo(path: Path, *, server: str) -> Store:
+    return await MongoStore.open(uri=server, database=_mongo_database(path))
 
 
-async def _drop_real_mongo(path: Path) -> None:
-    with pymongo.MongoClient(MONGODB_URI, serverSelectionTimeoutMS=3000) as client:
+async def _drop_real_mongo(path: Path, *, server: str) -> None:
+    with pymongo.MongoClient(server, serverSelectionTimeoutMS=3000) as client:
         client.drop_database(_mongo_database(path))
 
 
@@ -103,20 +116,11 @@ STORE_BACKENDS: list[StoreBackend] = [
     StoreBackend("flatfs-nosync", lambda p: FlatFSStore.open(p, sync=False)),
     StoreBackend("leveldb", lambda p: LevelDBStore.open(p / "leveldb", sync=False)),
     StoreBackend("mongomock", _open_mongomock, cleanup=_drop_mongomock),
-    StoreBackend(
-        "mongodb",
-        _open_real_mongo,
-        cleanup=_drop_real_mongo,
-        marks=(
-            pytest.mark.mongo,
-            pytest.mark.skipif(not MONGODB_URI, reason="DSCLUSTER_TEST_MONGODB_URI not set"),
-        ),
-    ),
+    StoreBackend("mongodb", _open_real_mongo, cleanup=_drop_real_mongo,
+                 marks=(pytest.mark.mongo,), server="mongodb_uri"),
 ]
 
-DATASTORE_BACKENDS: list[DatastoreBackend] = [
-    DatastoreBackend(b.name, b.session, b.marks) for b in STORE_BACKENDS
-]
+DATASTORE_BACKENDS: list[StoreBackend | DatastoreBackend] = list(STORE_BACKENDS)
 # the whole cluster through its client: three real node processes (tests/conftest.py)
 # shared by every test, each test in a namespace of its own so it starts empty
 CLUSTER_BACKEND = "cluster"
@@ -124,7 +128,7 @@ CLUSTER_BACKEND = "cluster"
 
 @pytest.fixture(params=[pytest.param(b, id=b.name, marks=b.marks) for b in STORE_BACKENDS])
 def store_backend(request: pytest.FixtureRequest) -> StoreBackend:
-    return request.param
+    return request.param.bound(request)
 
 
 @pytest.fixture
@@ -143,5 +147,8 @@ async def ds(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         async with open_cluster(cluster.client()) as client:
             yield NamespacedDatastore(client, f"/conformance/{tmp_path.name}")
         return
-    async with request.param.session(tmp_path) as d:
+    backend = request.param
+    if isinstance(backend, StoreBackend):
+        backend = backend.bound(request)
+    async with backend.session(tmp_path) as d:
         yield d

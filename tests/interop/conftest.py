@@ -1,15 +1,11 @@
 """Interop harnesses in Go (tests/go/<harness>, built by `make go-harnesses` into
-.cache/go/bin), run against real dscluster processes on 127.0.0.1.
-
-A harness that is not built is skipped with one line: where Go is missing that is the
-expected state; where Go is there, `make go-harnesses` (run by `make test`) builds it. A
-harness older than its sources fails rather than test old code."""
+.cache/go/bin; found by tests/goharness.py), run against real dscluster processes on
+127.0.0.1."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,29 +17,9 @@ from botocore.config import Config
 
 from dscluster.config import free_tcp_port
 from dscluster.localcluster import Cluster
+from tests.goharness import harness as harness  # the interop tests import it from here
 
-REPO = Path(__file__).resolve().parents[2]
-GO_SOURCES = REPO / "tests" / "go"
-GO_BIN = REPO / ".cache" / "go" / "bin"  # where `make go-harnesses` puts them
 REGION = "us-east-1"
-
-
-def go_available() -> bool:
-    return shutil.which("go") is not None or os.access("/usr/local/go/bin/go", os.X_OK)
-
-
-def harness(name: str) -> Path:
-    """The built binary of tests/go/<name>, or a skip saying why there is none."""
-    binary = GO_BIN / name
-    if not binary.exists():
-        if not go_available():
-            pytest.skip("Go toolchain not found: the Go interop harnesses are skipped")
-        pytest.skip(f"Go harness {name} is not built: run `make go-harnesses`")
-    built = binary.stat().st_mtime
-    newer = [p for p in (GO_SOURCES / name).rglob("*") if p.is_file() and p.stat().st_mtime > built]
-    if newer:
-        pytest.fail(f"{binary} is older than {newer[0]}: run `make go-harnesses`")
-    return binary
 
 
 def run(argv: list[str | Path], *, timeout: float, env: dict[str, str] | None = None,

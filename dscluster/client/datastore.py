@@ -6,12 +6,18 @@ Theory of operation:
   unreachable nodes are the cluster layer's business (cluster/quorum.py and
   cluster/caller.py); this class says what to read or write and keeps go-datastore's
   semantics on top.
-- A query gives each slot to one live owner and pushes to each member its slots
-  (prefix, key order, keys-only, filters, a seek position, and a page size that is
-  enough for offset+limit); each member streams those keys in order, page by page; the
-  client heap-merges the sorted streams and applies offset and limit once, to the
-  whole cluster. A member that fails mid-listing is replaced by its slots' next owners,
-  from the key where it stopped.
+- A query is as strong as a read: each slot is listed by ``read_quorum(R)`` of its
+  live owners (fewer while fewer answer, at least one), and each member is pushed its
+  slots (prefix, key order, keys-only, filters, a seek position, and a page size that
+  is enough for offset+limit); each streams those keys in order, page by page; the
+  client heap-merges the sorted streams. Where the owners listing a key agree (all
+  report it, with the same value and size) that is the answer; where they do not (one
+  missed a write or a delete while it was down, and its hint or repair has not reached
+  it yet), the key is read with a quorum read, which resolves by version and repairs
+  the stale owner. Disagreements are rare, so a listing costs about one round trip per
+  page per owner asked. Offset and limit are applied once, to the whole cluster. A
+  member that fails mid-listing is replaced by another owner of its slots, from the key
+  where it stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 from .. import wire
 from ..cluster.caller import MemberCaller
+from ..cluster.placement import read_quorum
 from ..cluster.quorum import LIVE, Found, ReplicaSet
 from ..cluster.state import ClusterState
 from ..clustermap import JOINED, RETIRED
@@ -175,10 +182,39 @@ class ClusterDatastore:
             filters=[filter_to_wire(f) for f in q.filters],
         )
         start = seek_after(q, reverse) if order is not None else None
-        merged = _merge(_SlotCursors(self.caller, req), start, reverse)
-        async with contextlib.aclosing(merged):
-            async for e in anaive_query_apply(q, merged, presorted=order is not None):
+        plan = _SlotCursors(self.caller, req)
+        agreed = self._agreed(plan, _merge(plan, start, reverse), not req["keys_only"])
+        async with contextlib.aclosing(agreed):
+            async for e in anaive_query_apply(q, agreed, presorted=order is not None):
                 yield e
+
+    async def _agreed(self, plan: _SlotCursors, merged: AsyncIterator[tuple[Entry, int]],
+                      values: bool) -> AsyncIterator[Entry]:
+        """One entry per key: what the owners listing it agree on, else a quorum read's
+        answer (nothing, for a key that is deleted)."""
+        async with contextlib.aclosing(merged):
+            group: list[tuple[Entry, int]] = []
+            async for e, member in merged:
+                if group and e.key != group[0][0].key:
+                    if (out := await self._resolve(plan, group, values)) is not None:
+                        yield out
+                    group = []
+                group.append((e, member))
+            if group and (out := await self._resolve(plan, group, values)) is not None:
+                yield out
+
+    async def _resolve(self, plan: _SlotCursors, group: list[tuple[Entry, int]],
+                       values: bool) -> Entry | None:
+        first = group[0][0]
+        reported = {member for _, member in group}
+        if (len(reported) >= len(plan.coverage.get(slot_of(first.key), ()))
+                and all((e.value, e.size) == (first.value, first.size) for e, _ in group)):
+            return first
+        found = await self.replicas.read(first.key, value=values)
+        if found.state != LIVE:
+            return None
+        return Entry(first.key, found.value if values else None,
+                     found.size if first.size >= 0 else first.size)
 
     # -- status ---------------------------------------------------------------------------
     async def status(self) -> list[dict[str, Any]]:
@@ -217,11 +253,11 @@ class ClusterDatastore:
 
 
 class _SlotCursors:
-    """Which member lists which slots: one live owner per slot, so that a replicated key
-    is listed once; a member that fails mid-listing hands its slots, from where it
-    stopped, to their next owners. A member still catching up after a restart (it may
-    lack writes made while it was down) hands them on too, and lists them itself only
-    if every owner of the slot is catching up."""
+    """Which members list which slots: ``read_quorum(R)`` live owners per slot (their
+    answers are compared key by key: ClusterDatastore._agreed); a member that fails
+    mid-listing hands its slots, from where it stopped, to another owner. A member still
+    catching up after a restart (it may lack writes made while it was down) hands them
+    on too, and lists them itself only if every owner of the slot is catching up."""
 
     def __init__(self, caller: MemberCaller, req: dict[str, Any]) -> None:
         self.caller = caller
@@ -229,29 +265,44 @@ class _SlotCursors:
         self.failed: dict[int, str] = {}
         self.behind: set[int] = set()
         self.redirects = 0
+        # slot -> the members listing it now
+        self.coverage: dict[int, set[int]] = {}
 
-    def assign(self, slots: Sequence[int]) -> dict[tuple[int, bool], list[int]]:
-        """(member, whether it may list slots it is catching up on) -> its slots."""
+    def assign(self, slots: Sequence[int], leaving: int | None
+               ) -> dict[tuple[int, bool], list[int]]:
+        """(member, whether it may list slots it is catching up on) -> its slots, for
+        ``slots`` that ``leaving`` (if any) stops listing."""
         cmap = self.caller.state.map
+        need = read_quorum(cmap.replication)
         # asked once per member, not once per owner of each of 16384 slots
         down = {m.index for m in cmap.members if self.caller.liveness.refusal(m.index)}
         out: dict[tuple[int, bool], list[int]] = {}
         for s in slots:
-            owners = [o for o in cmap.read_set(s) if o not in self.failed]
-            if owners:
-                up = [o for o in owners if o not in down]
-                out.setdefault(((up or owners)[0], False), []).append(s)
+            covering = self.coverage.setdefault(s, set())
+            covering.discard(leaving)  # type: ignore[arg-type]
+            owners = [o for o in cmap.read_set(s)
+                      if o not in self.failed and o not in covering]
+            up = [o for o in owners if o not in down]
+            # a believed-down owner is dialed only when no other lists the slot
+            picked = up[:need - len(covering)] or (owners[:1] if not covering else [])
+            if not picked and not covering:
+                behind = [o for o in cmap.read_set(s) if o in self.behind]
+                if not behind:
+                    raise Unavailable(f"listing slot {s}: every owner failed: "
+                                      + "; ".join(self.failed.values()))
+                out.setdefault((behind[0], True), []).append(s)
+                covering.add(behind[0])
                 continue
-            behind = [o for o in cmap.read_set(s) if o in self.behind]
-            if not behind:
-                raise Unavailable(f"listing slot {s}: every owner failed: "
-                                  + "; ".join(self.failed.values()))
-            out.setdefault((behind[0], True), []).append(s)
+            for o in picked:
+                out.setdefault((o, False), []).append(s)
+                covering.add(o)
         return out
 
-    def cursors(self, slots: Sequence[int], after: str | None) -> list[_NodeCursor]:
+    def cursors(self, slots: Sequence[int], after: str | None,
+                leaving: int | None = None) -> list[_NodeCursor]:
         return [_NodeCursor(self, i, member_slots, after, catching_up_ok)
-                for (i, catching_up_ok), member_slots in sorted(self.assign(slots).items())]
+                for (i, catching_up_ok), member_slots
+                in sorted(self.assign(slots, leaving).items())]
 
 
 class _NodeCursor:
@@ -285,7 +336,7 @@ class _NodeCursor:
                     self.owner.behind.add(self.index)
                 else:  # down, even for the slots every owner is catching up on
                     self.owner.behind.discard(self.index)
-                return self.owner.cursors(self.slots, self.after)
+                return self.owner.cursors(self.slots, self.after, self.index)
             assert isinstance(ans, wire.QueryPage)
             self.buf.extend(Entry(Key.from_clean(k), v, s) for k, v, s in ans.entries)
             self.after = ans.cursor
@@ -309,12 +360,13 @@ class _NodeCursor:
             # behind us: it learns the map within a ping; the others list meanwhile
             self.owner.failed[self.index] = (f"member {self.index} is at map epoch "
                                              f"{r.epoch}, behind ours ({cmap.epoch})")
-        return self.owner.cursors(self.slots, self.after)
+        return self.owner.cursors(self.slots, self.after, self.index)
 
 
 async def _merge(plan: _SlotCursors, start: str | None,
-                 reverse: bool) -> AsyncIterator[Entry]:
-    """Heap-merge the members' sorted streams into one sorted stream."""
+                 reverse: bool) -> AsyncIterator[tuple[Entry, int]]:
+    """Heap-merge the members' sorted streams into one sorted stream, each entry with
+    the member that listed it."""
     heap: list[tuple[Any, int, _NodeCursor]] = []
     pushed = itertools.count()  # ties between equal keys: cursors do not compare
 
@@ -339,7 +391,7 @@ async def _merge(plan: _SlotCursors, start: str | None,
     await fill(plan.cursors(range(SLOT_COUNT), start))
     while heap:
         _, _, c = heapq.heappop(heap)
-        yield c.buf.popleft()
+        yield c.buf.popleft(), c.index
         if c.buf:
             push(c)
         else:

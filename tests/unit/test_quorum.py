@@ -269,6 +269,39 @@ async def test_listings_are_complete_without_duplicates_when_a_node_dies_midway(
     assert seen == keys
 
 
+def _primary_slot_key(cmap, prefix: str, member: int) -> str:
+    """A key under ``prefix`` whose slot lists ``member`` first (a listing's first pick)."""
+    return next(k for k in (f"{prefix}{i}" for i in range(10_000))
+                if cmap.read_set(slot_of(k))[0] == member)
+
+
+async def test_a_listing_is_as_strong_as_a_read_when_the_first_owner_is_stale():
+    # R=2: an owner back from the dead, seen up by the client, whose hints have not
+    # arrived: a listing that trusted it alone would miss a write and show a delete
+    cluster = await MemoryCluster.start(3, 2)
+    ds = cluster.client()
+    await cluster.repair_all()  # every node has compared its slots: none is catching up
+    cmap = cluster.map
+    stale = 1
+    gone, new, changed = (_primary_slot_key(cmap, f"/q/{name}-", stale)
+                          for name in ("gone", "new", "changed"))
+    await ds.put(gone, b"v")
+    await ds.put(changed, b"old")
+    cluster.kill(stale)
+    await ds.delete(gone)
+    await ds.put(new, b"v")
+    await ds.put(changed, b"newer")
+    cluster.revive(stale)
+    ds.caller.liveness.reachable(stale)  # as after any answer from it
+    # nothing delivered the hints: the stale owner still holds what it held
+    assert (await cluster.nodes[stale].server.replica.read(gone, value=False)).state == 1
+    assert (await cluster.nodes[stale].server.replica.read(new, value=False)).state == 0
+    keys = await listing(ds, "/q")
+    assert gone not in keys and new in keys and changed in keys
+    values = {e.key: e.value async for e in ds.query(Query(prefix="/q"))}
+    assert values == {new: b"v", changed: b"newer"}
+
+
 async def test_reads_and_writes_fail_cleanly_when_every_owner_is_down():
     cluster = await MemoryCluster.start(3, 1)
     ds = cluster.client()

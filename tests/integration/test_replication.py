@@ -8,6 +8,7 @@ durable records and restarts.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import signal
@@ -42,6 +43,8 @@ T = TypeVar("T")
 # enough for the default suite.
 LOAD_BEFORE = 1.5
 LOAD_AFTER = 3.0
+# operations a load must make to prove anything, half of them before the kill
+LEAST_OPS = 100
 # From a restart (or a repair) to identical digests on every owner, and from there to no
 # hint left. What it takes: the restarted node sees its peers up at its first ping and
 # starts a pass at the next tick (1 s each), then pulls what it missed (a few hundred
@@ -191,7 +194,15 @@ class Load:
                 self._log(self.wrong, f"cat {added.cid}: {len(back)} bytes differ from the "
                           f"{len(data)} added")
 
-    def assert_clean(self, least_ops: int = 100) -> None:
+    async def ran(self, seconds: float, ops: int) -> None:
+        """Wait until ``seconds`` have passed and ``ops`` more operations were made: on a
+        loaded machine a phase of the load takes longer rather than proving less."""
+        until = trio.current_time() + seconds
+        done = sum(self.counts.values()) + ops
+        while trio.current_time() < until or sum(self.counts.values()) < done:
+            await trio.sleep(0.05)
+
+    def assert_clean(self, least_ops: int = LEAST_OPS) -> None:
         assert not self.failed, f"{len(self.failed)} failed operations: {self.failed[:10]}"
         assert not self.wrong, f"{len(self.wrong)} wrong answers: {self.wrong[:10]}"
         assert not self.bad_listings, (f"{len(self.bad_listings)} wrong listings: "
@@ -346,11 +357,14 @@ async def kill_under_load(c: Cluster, victim: int, prefix: str) -> Load:
     is lost or comes back, with the node still down."""
     async with open_cluster(c.client()) as ds:
         load = Load(ds, prefix)
+        stop = trio.Event()
         async with trio.open_nursery() as n:
-            n.start_soon(load.run, LOAD_BEFORE + LOAD_AFTER)
-            await trio.sleep(LOAD_BEFORE)
+            n.start_soon(load.run, math.inf, stop)
+            await load.ran(LOAD_BEFORE, LEAST_OPS // 2)
             await trio.to_thread.run_sync(c.kill9, victim)  # the load goes on meanwhile
             killed_at = time.monotonic() - load.t0
+            await load.ran(LOAD_AFTER, LEAST_OPS // 2)
+            stop.set()
         print(f"node {victim} killed at t={killed_at:.2f}s; operations: {dict(load.counts)}; "
               f"slowest: {({k: round(v, 2) for k, v in load.slowest.items()})}")
         load.assert_clean()

@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint bench soak clean go-harnesses
 
-$(STAMP): pyproject.toml scripts/system-deps.sh tests/js/package-lock.json
+$(STAMP): pyproject.toml dscluster/unixfs/_cdc.c scripts/system-deps.sh tests/js/package-lock.json
 	bash scripts/system-deps.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,kubo]'
+	$(BIN)/pip install --quiet -e '.[test,kubo,bench]'
 	# Helia's S3 blockstore and UnixFS libraries for tests/integration/test_helia.py
 	if command -v npm >/dev/null; then cd tests/js && npm ci --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the Helia tests will be skipped"; fi

@@ -25,7 +25,7 @@ import trio
 from dscluster.datastore import Datastore
 from dscluster.unixfs import AddOptions, LocalFileError, add_path, tree_size, walk_files
 
-from .files import chunker_option, printer, progress_option, wants_bar, window_option
+from .files import Chunking, chunker_option, printer, progress_option, wants_bar, window_option
 from .progress import byte_progress, human_bytes
 
 HEADER = ["path", "cid", "size"]
@@ -124,7 +124,7 @@ async def import_dataset(ds: Datastore, root: Path, record_path: Path, *, parall
 @progress_option
 @click.pass_obj
 def import_dataset_command(obj: Any, directory: Path, record_path: Path | None,
-                           parallel: int, hidden: bool, quiet: bool, chunker: int,
+                           parallel: int, hidden: bool, quiet: bool, chunker: Chunking,
                            cid_version: int, window: int, progress: bool | None) -> None:
     """Add every file below DIRECTORY, PARALLEL at a time, each as its own UnixFS file,
     recording path,cid,size in a CSV; run it again after an interruption to add only
@@ -133,8 +133,8 @@ def import_dataset_command(obj: Any, directory: Path, record_path: Path | None,
     Prints "added <cid> <path>" for each file added now.
     """
     record_path = record_path or Path(f"{directory.resolve().name}.import.csv")
-    options = AddOptions(chunk_size=chunker, cid_version=cid_version, window=window,
-                         hidden=hidden)
+    options = AddOptions(chunk_size=chunker.size, chunker=chunker.spec,
+                         cid_version=cid_version, window=window, hidden=hidden)
     show = wants_bar(progress)
     total = trio.run(partial(tree_size, directory, recursive=True, hidden=hidden)) \
         if show else None

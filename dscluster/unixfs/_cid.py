@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from multiformats import CID, multicodec
+from multiformats import CID, multibase, multicodec
 
 from ._dagpb import read_uvarint, uvarint
 from ._errors import CorruptBlock, InvalidCid, UnsupportedCid
@@ -25,9 +26,37 @@ DAG_PB = 0x70
 RAW = 0x55
 SHA2_256 = 0x12
 IDENTITY = 0x00
+# Kubo's limit on an identity CID's digest (boxo verifcid.DefaultMaxIdentityDigestSize)
+MAX_IDENTITY_SIZE = 128
 
 CODEC_NAMES = {DAG_PB: "dag-pb", RAW: "raw"}
-HASH_NAMES = {SHA2_256: "sha2-256", IDENTITY: "identity"}
+
+
+def _hashlib(name: str, **params: int) -> Callable[[bytes], bytes]:
+    return lambda data: hashlib.new(name, data, **params).digest()
+
+
+# The multihash functions we hash and verify with: code -> (Kubo's name, function). Those
+# of Kubo's allowlist that the standard library has (keccak, shake and blake3 it lacks).
+HASHES: dict[int, tuple[str, Callable[[bytes], bytes]]] = {
+    SHA2_256: ("sha2-256", _hashlib("sha256")),
+    0x13: ("sha2-512", _hashlib("sha512")),
+    0x17: ("sha3-224", _hashlib("sha3_224")),
+    0x16: ("sha3-256", _hashlib("sha3_256")),
+    0x15: ("sha3-384", _hashlib("sha3_384")),
+    0x14: ("sha3-512", _hashlib("sha3_512")),
+    0xB220: ("blake2b-256", _hashlib("blake2b", digest_size=32)),
+    0xB230: ("blake2b-384", _hashlib("blake2b", digest_size=48)),
+    0xB240: ("blake2b-512", _hashlib("blake2b", digest_size=64)),
+    0xB260: ("blake2s-256", _hashlib("blake2s", digest_size=32)),
+}
+HASH_CODES = {name: code for code, (name, _) in HASHES.items()}
+
+
+def hash_functions() -> list[str]:
+    """The names ``AddOptions.hash`` (Kubo's ``--hash``) takes."""
+    return sorted(HASH_CODES)
+HASH_NAMES = {IDENTITY: "identity", **{code: name for code, (name, _) in HASHES.items()}}
 BLOCKS_PREFIX = "/blocks/"
 
 
@@ -56,10 +85,18 @@ class BlockCid:
         return cls(version, codec, multihash, code, digest)
 
     @classmethod
-    def for_block(cls, data: bytes, *, version: int, codec: int) -> BlockCid:
-        """The sha2-256 CID of a block we make."""
-        digest = hashlib.sha256(data).digest()
-        return cls(version, codec, b"\x12\x20" + digest, SHA2_256, digest)
+    def for_block(
+        cls, data: bytes, *, version: int, codec: int, hash_code: int = SHA2_256
+    ) -> BlockCid:
+        """The CID of a block we make (CIDv0 only for sha2-256, as ``CidPrefix`` ensures)."""
+        digest = HASHES[hash_code][1](data)
+        multihash = uvarint(hash_code) + uvarint(len(digest)) + digest
+        return cls(version, codec, multihash, hash_code, digest)
+
+    @classmethod
+    def identity(cls, data: bytes, *, codec: int) -> BlockCid:
+        """An inline CID: the block itself as an identity multihash (always CIDv1)."""
+        return cls(1, codec, b"\x00" + uvarint(len(data)) + data, IDENTITY, data)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> BlockCid:
@@ -99,12 +136,16 @@ class BlockCid:
                 f"CID {self} has codec {_codec_name(self.codec)} (0x{self.codec:x}); "
                 "only dag-pb (0x70) and raw (0x55) are supported"
             )
-        if self.hash_code not in HASH_NAMES or (
-            self.hash_code == SHA2_256 and len(self.digest) != 32
-        ):
+        if self.is_identity:
+            ok = len(self.digest) <= MAX_IDENTITY_SIZE
+        else:
+            fn = HASHES.get(self.hash_code)
+            ok = fn is not None and len(fn[1](b"")) == len(self.digest)
+        if not ok:
             raise UnsupportedCid(
                 f"CID {self} uses multihash 0x{self.hash_code:x}/{len(self.digest)} bytes; "
-                "only sha2-256 and identity are supported"
+                f"supported: {', '.join(HASH_NAMES.values())} (identity of up to "
+                f"{MAX_IDENTITY_SIZE} bytes)"
             )
         return self
 
@@ -127,7 +168,7 @@ class BlockCid:
         if self.hash_code == IDENTITY:
             ok = data == self.digest
         else:
-            ok = hashlib.sha256(data).digest() == self.digest
+            ok = HASHES[self.hash_code][1](data) == self.digest
         if not ok:
             raise CorruptBlock(
                 f"block {self} is corrupt: its content does not match the CID "
@@ -135,11 +176,65 @@ class BlockCid:
             )
 
     def __str__(self) -> str:
-        base = "base58btc" if self.version == 0 else "base32"
+        # Kubo's default spellings, written here: multiformats' encoders validate types
+        # at every call and cost ~1 ms a CID, which `add` of 10,000 files would feel.
+        if self.version == 0:
+            return _base58btc(self.multihash)
+        return "b" + base64.b32encode(self.binary).decode().rstrip("=").lower()
+
+    def encode(self, base: str | None) -> str:
+        """The CID as Kubo prints it with ``--cid-base``: a CIDv0 becomes the CIDv1 of the
+        same block in ``base`` (Kubo's default upgrade when a base is given); None keeps
+        the default spelling."""
+        if base is None:
+            return str(self)
         try:
-            return str(CID(base, self.version, self.codec, self.multihash))
-        except Exception:  # a codec multiformats does not know: still name it somehow
-            return "b" + base64.b32encode(self.binary).decode().rstrip("=").lower()
+            return str(CID(base, 1, self.codec, self.multihash))
+        except Exception:  # a codec multiformats does not know: Kubo's spelling then
+            return str(self)
+
+
+def check_cid_base(name: str) -> str:
+    """A multibase name (``base32``, ``base36``, ``base58btc``, …) or prefix character
+    (``b``, ``k``, ``z``, …), as Kubo's ``--cid-base`` takes it; returns its name."""
+    try:
+        return (multibase.get(code=name) if len(name) == 1 else multibase.get(name)).name
+    except Exception:  # KeyError and multiformats' own classes, whose str() varies
+        raise InvalidCid(f"unknown multibase {name!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class CidPrefix:
+    """How the importer makes CIDs (boxo's cid.Prefix plus Kubo's InlineBuilder).
+
+    ``inline_limit``: blocks of at most this many bytes get an identity CID (the block
+    itself, CIDv1) instead of a hash; None never inlines. A raw block is always CIDv1.
+    """
+
+    version: int = 0
+    hash_code: int = SHA2_256
+    inline_limit: int | None = None
+
+    def cid(self, data: bytes, codec: int) -> BlockCid:
+        if self.inline_limit is not None and len(data) <= self.inline_limit:
+            return BlockCid.identity(data, codec=codec)
+        version = self.version if codec == DAG_PB else 1
+        return BlockCid.for_block(data, version=version, codec=codec, hash_code=self.hash_code)
+
+
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _base58btc(data: bytes) -> str:
+    """Bitcoin base58 (a CIDv0's spelling): leading zero bytes as "1"s, then the rest as
+    a big-endian number in base 58."""
+    n = int.from_bytes(data, "big")
+    digits = []
+    while n:
+        n, r = divmod(n, 58)
+        digits.append(_B58_ALPHABET[r])
+    zeros = len(data) - len(data.lstrip(b"\0"))
+    return "1" * zeros + "".join(reversed(digits))
 
 
 def _codec_name(code: int) -> str:

@@ -8,7 +8,7 @@ Every message names the CID (or local path) it is about.
 
 from __future__ import annotations
 
-from ..errors import InvalidArgument, NotFound, StoreError, TooLarge
+from ..errors import InvalidArgument, NotFound, StoreError
 
 
 class InvalidCid(InvalidArgument):
@@ -36,11 +36,11 @@ class NotAFile(InvalidArgument):
 
 
 class UnsupportedNode(InvalidArgument):
-    """UnixFS node type not supported (HAMT-sharded directories, metadata nodes)"""
+    """UnixFS node type not supported (metadata nodes)"""
 
 
-class DirectoryTooLarge(TooLarge):
-    """directory needs HAMT sharding, which is not supported"""
+class PathNotFound(NotFound):
+    """no directory entry of that name"""
 
 
 class LocalFileError(InvalidArgument):

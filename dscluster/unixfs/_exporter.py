@@ -36,10 +36,12 @@ from ._errors import (
     LocalFileError,
     MalformedBlock,
     NotAFile,
+    PathNotFound,
     UnsupportedNode,
     local_error,
 )
 from ._fetch import fetch_node
+from ._hamt import shard_entry_name, shard_links, shard_lookup
 from ._node import Node
 from ._types import (
     DEFAULT_CHUNK_SIZE,
@@ -99,8 +101,40 @@ class Reader:
                 del self._inner[next(iter(self._inner))]
         return node
 
-    async def root(self, cid: str | BlockCid) -> Node:
-        return await self.node(BlockCid.parse(cid))
+    async def root(self, path: str | BlockCid) -> Node:
+        """The node at ``path``: a CID, or a CID followed by /-separated names (an
+        ``/ipfs/`` in front is allowed), resolved through plain and sharded directories."""
+        if isinstance(path, BlockCid):
+            return await self.node(path)
+        cid, names = split_path(path)
+        node = await self.node(cid)
+        for name in names:
+            node = await self.node(await self.lookup(node, name))
+        return node
+
+    async def lookup(self, node: Node, name: str) -> BlockCid:
+        """The CID of entry ``name`` of directory ``node``."""
+        if node.kind == "hamt-shard":
+            return await shard_lookup(node, os.fsencode(name), self.node)
+        if node.kind != "directory":
+            raise PathNotFound(f"cannot look up {name!r} in {node.cid}: it is a {node.kind}")
+        raw = os.fsencode(name)
+        for i, link in enumerate(node.links):
+            if link.name == raw:
+                return node.link_cid(i)
+        raise PathNotFound(f"no entry {name!r} in directory {node.cid}")
+
+    async def entries(self, node: Node) -> list[tuple[str, BlockCid]]:
+        """A plain or sharded directory's entries (name, CID), names checked safe and
+        unique; a shard's in its slot order, as Kubo lists them."""
+        if node.kind == "hamt-shard":
+            entries = [(shard_entry_name(n, i), n.link_cid(i))
+                       async for n, i in shard_links(node, self.node)]
+        else:
+            entries = [(node.entry_name(i), node.link_cid(i)) for i in range(len(node.links))]
+        if len({name for name, _ in entries}) != len(entries):
+            raise MalformedBlock(f"directory {node.cid} has duplicate entry names")
+        return entries
 
     async def file_root(self, cid: str | BlockCid) -> Node:
         node = await self.root(cid)
@@ -137,7 +171,7 @@ class Reader:
                 await trio.to_thread.run_sync(os.symlink, os.fsdecode(node.data), path)
             except OSError as e:
                 raise local_error("create symlink", path, e) from None
-        elif node.kind == "directory":
+        elif node.kind in ("directory", "hamt-shard"):
             await self._write_directory(node, path, progress)
         else:
             raise _unsupported(node)
@@ -160,14 +194,11 @@ class Reader:
             await self.emit(node, 0, node.content_size, write)
 
     async def _write_directory(self, node: Node, path: Path, progress: Progress | None) -> None:
-        names = [node.entry_name(i) for i in range(len(node.links))]
-        if len(set(names)) != len(names):
-            raise MalformedBlock(f"directory {node.cid} has duplicate entry names")
+        entries = await self.entries(node)
         try:
             await trio.to_thread.run_sync(os.mkdir, path)
         except OSError as e:
             raise local_error("create directory", path, e) from None
-        entries = [(name, node.link_cid(i)) for i, name in enumerate(names)]
         async with open_prefetch(entries, self.entry_node, self._window) as children:
             async for (name, _), child in children:
                 await self.materialize(child, path / name, progress)
@@ -176,11 +207,20 @@ class Reader:
         return await self.node(entry[1])
 
 
+def split_path(path: str) -> tuple[BlockCid, list[str]]:
+    """``CID[/name...]`` or ``/ipfs/CID[/name...]``: the CID and the names after it."""
+    text = path.strip()
+    if text.startswith("/ipfs/"):
+        text = text[len("/ipfs/"):]
+    cid, *names = text.split("/")
+    names = [n for n in names if n]  # Kubo ignores empty segments ("a//b", a trailing /)
+    for name in names:
+        if name in (".", ".."):
+            raise InvalidArgument(f"path {path!r}: {name!r} is not an entry name")
+    return BlockCid.parse(cid), names
+
+
 def _unsupported(node: Node) -> UnsupportedNode:
-    if node.kind == "hamt-shard":
-        return UnsupportedNode(
-            f"{node.cid} is a HAMT-sharded directory, which dscluster cannot read yet"
-        )
     return UnsupportedNode(f"{node.cid} is a UnixFS {node.kind} node, which is not supported")
 
 
@@ -271,15 +311,16 @@ async def ls(ds: Datastore, cid: str, *, window: int = DEFAULT_WINDOW) -> list[D
             DirEntry("", str(c), size, "raw" if c.codec == RAW else "file")
             for c, size in zip(chunks, node.blocksizes, strict=True)
         ]
-    if node.kind != "directory":
-        if node.kind in ("hamt-shard", "metadata"):
+    if node.kind not in ("directory", "hamt-shard"):
+        if node.kind == "metadata":
             raise _unsupported(node)
         return []
-    entries = [(node.entry_name(i), node.link_cid(i)) for i in range(len(node.links))]
+    entries = await reader.entries(node)
     listing = []
     async with open_prefetch(entries, reader.entry_node, window) as children:
         async for (name, _), child in children:
-            size = child.content_size if child.kind in ("file", "raw") else len(child.data)
+            size = (child.content_size if child.kind in ("file", "raw")
+                    else len(child.data) if child.kind == "symlink" else 0)
             listing.append(DirEntry(name, str(child.cid), size, child.kind))
     return listing
 
@@ -312,14 +353,15 @@ async def get_to_path(
     out = Path(out)
     reader = Reader(ds, window)
     root = await reader.root(cid)
-    if root.kind not in ("file", "raw", "symlink", "directory"):
+    if root.kind not in ("file", "raw", "symlink", "directory", "hamt-shard"):
         raise _unsupported(root)
     if not out.name:
         raise LocalFileError(f"cannot write to {out}: not a file name")
     if not await trio.to_thread.run_sync(out.parent.is_dir):
         raise LocalFileError(f"cannot write {out}: {out.parent} is not a directory")
     exists = await trio.to_thread.run_sync(os.path.lexists, out)
-    if exists and (root.kind == "directory" or await trio.to_thread.run_sync(out.is_dir)):
+    if exists and (root.kind in ("directory", "hamt-shard")
+                   or await trio.to_thread.run_sync(out.is_dir)):
         raise LocalFileError(f"cannot write {root.kind} {root.cid} to {out}: it already exists")
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.dscluster-part")
     try:

@@ -16,16 +16,20 @@ chunk is that chunk's leaf alone.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 
 from ..datastore import Datastore
 from ..errors import InvalidArgument
-from ._cid import BlockCid
+from ._chunker import content_chunks, parse_chunker
+from ._cid import BlockCid, CidPrefix
 from ._concurrency import Window, open_prefetch, open_window
 from ._fetch import fetch_node
 from ._node import Block, Child, file_leaf, file_parent
 from ._types import MAX_LINKS, AddedFile, AddOptions, Progress
+
+# boxo's trickle layout: each level repeats subtrees of each smaller depth this often
+_TRICKLE_REPEAT = 4
 
 
 class BlockWriter:
@@ -50,7 +54,7 @@ async def open_writer(ds: Datastore, options: AddOptions) -> AsyncIterator[Block
         yield BlockWriter(ds, window)
 
 
-async def rechunk(source: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+async def rechunk(source: AsyncIterable[bytes], size: int) -> AsyncGenerator[bytes, None]:
     """Chunks of exactly ``size`` bytes (the last may be shorter) from pieces of any size."""
     buf = bytearray()
     async for piece in source:
@@ -73,13 +77,13 @@ class _Layout:
     is full when it holds MAX_LINKS - 1 closed children.
     """
 
-    def __init__(self, writer: BlockWriter, version: int) -> None:
+    def __init__(self, writer: BlockWriter, prefix: CidPrefix) -> None:
         self._writer = writer
-        self._version = version
+        self._prefix = prefix
         self._levels: list[list[Child]] = [[]]
 
     async def _close(self, children: list[Child]) -> Child:
-        block, child = file_parent(children, version=self._version)
+        block, child = file_parent(children, prefix=self._prefix)
         await self._writer.put(block)
         return child
 
@@ -111,27 +115,90 @@ class _Layout:
         return await self._close(levels[-1])
 
 
+def chunks(source: AsyncIterable[bytes], options: AddOptions) -> AsyncGenerator[bytes, None]:
+    """The chunks of ``source`` as ``options`` cut them."""
+    if options.chunker is None:
+        return rechunk(source, options.chunk_size)
+    chunker = parse_chunker(options.chunker)
+    if chunker.kind == "size":
+        return rechunk(source, chunker.max)
+    return content_chunks(source, chunker)
+
+
+class _Leaves:
+    """The leaf blocks of a stream, stored as they are made, with one chunk of look-ahead
+    (the trickle layout asks whether more data comes before taking it)."""
+
+    def __init__(self, writer: BlockWriter, chunks: AsyncIterator[bytes],
+                 options: AddOptions, progress: Progress | None, *, trickle: bool) -> None:
+        self._writer = writer
+        self._chunks = chunks
+        self._raw = options.leaves_raw
+        self._prefix = options.prefix
+        self._progress = progress
+        self._trickle = trickle  # boxo's trickle leaves are UnixFS Raw, balanced ones File
+        self._next: bytes | None = None
+        self.started = False
+
+    async def more(self) -> bool:
+        if self._next is None:
+            self._next = await anext(self._chunks, None)
+        return self._next is not None
+
+    async def take(self) -> Child:
+        """The next leaf (after ``more()`` said there is one); for an empty stream, the
+        leaf Kubo makes of no data."""
+        chunk = self._next if self._next is not None else b""
+        self._next = None
+        self.started = True
+        block, child = file_leaf(chunk, raw=self._raw, prefix=self._prefix,
+                                 unixfs_raw=self._trickle)
+        await self._writer.put(block)
+        if self._progress is not None and chunk:
+            self._progress(len(chunk))
+        return child
+
+
+async def _balanced(writer: BlockWriter, leaves: _Leaves, prefix: CidPrefix) -> Child:
+    layout = _Layout(writer, prefix)
+    while await leaves.more():
+        await layout.add(await leaves.take())
+    if not leaves.started:  # Kubo's empty file: one leaf without data
+        await layout.add(await leaves.take())
+    return await layout.finish()
+
+
+async def _trickle(writer: BlockWriter, leaves: _Leaves, prefix: CidPrefix,
+                   max_depth: int | None = None) -> Child:
+    """boxo's trickle layout: a node holds up to MAX_LINKS leaves, then, for each depth
+    d from 1 (below ``max_depth``, unbounded at the root), up to _TRICKLE_REPEAT subtrees
+    of depth d, as long as data remains. Even a one-chunk file gets a root above it."""
+    children: list[Child] = []
+    while len(children) < MAX_LINKS and await leaves.more():
+        children.append(await leaves.take())
+    depth = 1
+    while (max_depth is None or depth < max_depth) and await leaves.more():
+        for _ in range(_TRICKLE_REPEAT):
+            if not await leaves.more():
+                break
+            children.append(await _trickle(writer, leaves, prefix, depth))
+        depth += 1
+    block, child = file_parent(children, prefix=prefix)
+    await writer.put(block)
+    return child
+
+
 async def import_file(
     writer: BlockWriter,
     source: AsyncIterable[bytes],
     options: AddOptions,
     progress: Progress | None,
 ) -> Child:
-    layout = _Layout(writer, options.cid_version)
-    raw = options.leaves_raw
-    empty = True
-    async for chunk in rechunk(source, options.chunk_size):
-        empty = False
-        block, child = file_leaf(chunk, raw=raw, version=options.cid_version)
-        await writer.put(block)
-        await layout.add(child)
-        if progress is not None:
-            progress(len(chunk))
-    if empty:  # Kubo's empty file: one leaf without data
-        block, child = file_leaf(b"", raw=raw, version=options.cid_version)
-        await writer.put(block)
-        await layout.add(child)
-    return await layout.finish()
+    async with aclosing(chunks(source, options)) as stream:
+        leaves = _Leaves(writer, stream, options, progress, trickle=options.trickle)
+        if options.trickle:
+            return await _trickle(writer, leaves, options.prefix)
+        return await _balanced(writer, leaves, options.prefix)
 
 
 async def add_stream(
@@ -186,7 +253,7 @@ async def concat(
     if len(children) == 1:
         return AddedFile(str(children[0].cid), children[0].size)
     async with open_writer(ds, options) as writer:
-        layout = _Layout(writer, options.cid_version)
+        layout = _Layout(writer, options.prefix)
         for c in children:
             await layout.add(c)
         root = await layout.finish()

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ._cid import DAG_PB, RAW, BlockCid
+from ._cid import DAG_PB, RAW, BlockCid, CidPrefix
 from ._dagpb import (
     DataType,
     FSData,
@@ -22,8 +22,7 @@ from ._dagpb import (
     encode_node_parts,
     fsdata_parts,
 )
-from ._errors import DirectoryTooLarge, MalformedBlock
-from ._types import HAMT_SHARDING_SIZE
+from ._errors import MalformedBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,30 +40,34 @@ class Child:
     tsize: int
 
 
-def _pb_block(links: Sequence[PBLink], fsdata: FSData, version: int) -> Block:
+def _pb_block(links: Sequence[PBLink], fsdata: FSData, prefix: CidPrefix) -> Block:
     data = encode_node_parts(links, fsdata_parts(fsdata))
-    return Block(BlockCid.for_block(data, version=version, codec=DAG_PB), data)
+    return Block(prefix.cid(data, DAG_PB), data)
 
 
 def _cumulative(block: Block, children: Iterable[Child]) -> int:
     return len(block.data) + sum(c.tsize for c in children)
 
 
-def file_leaf(chunk: bytes, *, raw: bool, version: int) -> tuple[Block, Child]:
-    """A leaf holding one chunk: a raw block (always CIDv1, as Kubo) or a dag-pb File."""
+def file_leaf(
+    chunk: bytes, *, raw: bool, prefix: CidPrefix, unixfs_raw: bool = False
+) -> tuple[Block, Child]:
+    """A leaf holding one chunk: a raw block (always CIDv1, as Kubo) or a dag-pb node of
+    UnixFS type File (``unixfs_raw``: type Raw, as boxo's trickle layout makes them)."""
     if raw:
-        block = Block(BlockCid.for_block(chunk, version=1, codec=RAW), chunk)
+        block = Block(prefix.cid(chunk, RAW), chunk)
     else:
-        fs = FSData(DataType.FILE, data=chunk or None, filesize=len(chunk))
-        block = _pb_block((), fs, version)
+        kind = DataType.RAW if unixfs_raw else DataType.FILE
+        fs = FSData(kind, data=chunk or None, filesize=len(chunk))
+        block = _pb_block((), fs, prefix)
     return block, Child(block.cid, len(chunk), len(block.data))
 
 
-def file_parent(children: Sequence[Child], *, version: int) -> tuple[Block, Child]:
+def file_parent(children: Sequence[Child], *, prefix: CidPrefix) -> tuple[Block, Child]:
     """An inner file node over ``children`` (in content order)."""
     sizes = tuple(c.size for c in children)
     links = [PBLink(c.cid.binary, b"", c.tsize) for c in children]
-    block = _pb_block(links, FSData(DataType.FILE, filesize=sum(sizes), blocksizes=sizes), version)
+    block = _pb_block(links, FSData(DataType.FILE, filesize=sum(sizes), blocksizes=sizes), prefix)
     return block, Child(block.cid, sum(sizes), _cumulative(block, children))
 
 
@@ -73,33 +76,34 @@ def link_size_estimate(name: bytes, cid_len: int) -> int:
     return len(name) + cid_len
 
 
-def directory(
-    entries: Sequence[tuple[bytes, Child]], *, version: int, where: str
+def basic_directory(
+    entries: Sequence[tuple[bytes, Child]], *, prefix: CidPrefix
 ) -> tuple[Block, Child]:
-    """A basic (non-sharded) directory; ``where`` names it in errors.
-
-    Raises DirectoryTooLarge where `ipfs add` would switch to a HAMT shard.
-    """
+    """A basic (non-sharded) directory of (name, child) entries, in any order."""
     ordered = sorted(entries, key=lambda e: e[0])
-    estimate = sum(link_size_estimate(name, len(c.cid.binary)) for name, c in ordered)
-    check_directory_size(where, len(ordered), estimate)
     links = [PBLink(c.cid.binary, name, c.tsize) for name, c in ordered]
-    block = _pb_block(links, FSData(DataType.DIRECTORY), version)
-    children = [c for _, c in ordered]
+    return _node_over(links, FSData(DataType.DIRECTORY), [c for _, c in ordered], prefix)
+
+
+def _node_over(
+    links: Sequence[PBLink], fs: FSData, children: Sequence[Child], prefix: CidPrefix
+) -> tuple[Block, Child]:
+    block = _pb_block(links, fs, prefix)
     return block, Child(block.cid, sum(c.size for c in children), _cumulative(block, children))
 
 
-def check_directory_size(where: str, count: int, estimate: int) -> None:
-    if estimate >= HAMT_SHARDING_SIZE:
-        raise DirectoryTooLarge(
-            f"directory {where} is too large for one block ({count} entries, estimated "
-            f"{estimate} bytes, Kubo shards from {HAMT_SHARDING_SIZE}): HAMT-sharded "
-            "directories are not supported"
-        )
+def hamt_shard(
+    links: Sequence[tuple[bytes, Child]], bitfield: bytes, fanout: int, hash_type: int,
+    prefix: CidPrefix,
+) -> tuple[Block, Child]:
+    """One node of a HAMT-sharded directory: ``links`` already named and in slot order."""
+    fs = FSData(DataType.HAMT_SHARD, data=bitfield or None, hash_type=hash_type, fanout=fanout)
+    pb = [PBLink(c.cid.binary, name, c.tsize) for name, c in links]
+    return _node_over(pb, fs, [c for _, c in links], prefix)
 
 
-def symlink(target: bytes, *, version: int) -> tuple[Block, Child]:
-    block = _pb_block((), FSData(DataType.SYMLINK, data=target), version)
+def symlink(target: bytes, *, prefix: CidPrefix) -> tuple[Block, Child]:
+    block = _pb_block((), FSData(DataType.SYMLINK, data=target), prefix)
     return block, Child(block.cid, 0, len(block.data))
 
 
@@ -131,6 +135,8 @@ class Node:
     links: tuple[PBLink, ...]
     blocksizes: tuple[int, ...]
     block_size: int
+    fanout: int = 0  # of a HAMT shard, with its hash function's multihash code
+    hash_type: int = 0
 
     @property
     def content_size(self) -> int:
@@ -143,9 +149,10 @@ class Node:
     def link_cid(self, i: int) -> BlockCid:
         return BlockCid.from_bytes(self.links[i].hash)
 
-    def entry_name(self, i: int) -> str:
-        """The name of directory entry i, refused unless it is one safe path segment."""
-        raw = self.links[i].name
+    def entry_name(self, i: int, *, skip: int = 0) -> str:
+        """The name of directory entry i (after ``skip`` bytes: a HAMT link's slot),
+        refused unless it is one safe path segment."""
+        raw = (self.links[i].name or b"")[skip:]
         name = os.fsdecode(raw) if raw else ""
         if name in ("", ".", "..") or "/" in name or "\0" in name:
             raise MalformedBlock(f"directory {self.cid} has an unsafe entry name {name!r}")
@@ -178,4 +185,20 @@ def decode_block(cid: BlockCid, block: bytes) -> Node:
             raise MalformedBlock(
                 f"file node {cid} says filesize {fs.filesize} but holds {size} bytes"
             )
+    if kind == "hamt-shard":
+        return Node(cid, kind, fs.data or b"", pb.links, (), len(block),
+                    fs.fanout or 0, fs.hash_type or 0)
     return Node(cid, kind, fs.data or b"", pb.links, blocksizes, len(block))
+
+
+def linked_cids(cid: BlockCid, block: bytes) -> list[BlockCid]:
+    """The CIDs a block verified against ``cid`` links to: every link of a dag-pb node,
+    UnixFS or not (garbage collection follows them all); none for a raw block."""
+    if cid.codec == RAW:
+        return []
+    try:
+        links = decode_node(block).links
+    except ValueError as e:
+        raise MalformedBlock(f"block {cid} is not valid dag-pb: {e}") from None
+    return [BlockCid.from_bytes(link.hash) for link in links]
+

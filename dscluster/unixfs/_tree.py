@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import stat as st
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +29,13 @@ import trio
 
 from ..datastore import Datastore
 from ._errors import LocalFileError, local_error
+from ._hamt import directory
 from ._importer import BlockWriter, import_file, open_writer
-from ._node import Child, check_directory_size, directory, link_size_estimate, symlink
+from ._node import Child, symlink
 from ._types import AddOptions, Progress
 
 _BATCH_BYTES = 64 << 20
 _BATCH_ENTRIES = 1024
-# the shortest CID a link can hold (CIDv0); lower bound of a directory's size estimate
-_MIN_CID_LEN = 34
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +86,8 @@ def check_addable(path: Path, *, recursive: bool = False) -> None:
     _addable_root(Path(path), recursive)
 
 
-def _scan(parent: _Entry, hidden: bool, directory_node: bool = True) -> list[_Entry]:
-    """``parent``'s entries in link order; ``directory_node``: they will become its
-    directory node, which must stay within Kubo's unsharded size."""
+def _scan(parent: _Entry, hidden: bool) -> list[_Entry]:
+    """``parent``'s entries in link order."""
     entries = []
     try:
         with os.scandir(parent.path) as it:
@@ -100,21 +98,14 @@ def _scan(parent: _Entry, hidden: bool, directory_node: bool = True) -> list[_En
     except OSError as e:
         raise local_error("read directory", parent.path, e) from None
     entries.sort(key=lambda e: e.link_name)
-    if directory_node:
-        # Fail before importing a directory whose links alone, at their shortest, would
-        # already make Kubo shard it; the exact check happens when its node is built.
-        bound = sum(link_size_estimate(e.link_name, _MIN_CID_LEN) for e in entries)
-        check_directory_size(str(parent.path), len(entries), bound)
     return entries
 
 
-async def _walk(root: _Entry, hidden: bool,
-                directory_nodes: bool = True) -> AsyncIterator[tuple[str, _Entry]]:
+async def _walk(root: _Entry, hidden: bool) -> AsyncIterator[tuple[str, _Entry]]:
     """("enter", dir) ... ("leave", dir) around a directory's entries, ("file", e) and
     ("symlink", e) for the rest; depth-first, in name-byte order."""
     yield "enter", root
-    stack = [(root, iter(await trio.to_thread.run_sync(_scan, root, hidden,
-                                                       directory_nodes)))]
+    stack = [(root, iter(await trio.to_thread.run_sync(_scan, root, hidden)))]
     while stack:
         parent, entries = stack[-1]
         entry = next(entries, None)
@@ -123,8 +114,7 @@ async def _walk(root: _Entry, hidden: bool,
             yield "leave", parent
         elif entry.kind == "dir":
             yield "enter", entry
-            stack.append((entry, iter(await trio.to_thread.run_sync(
-                _scan, entry, hidden, directory_nodes))))
+            stack.append((entry, iter(await trio.to_thread.run_sync(_scan, entry, hidden))))
         else:
             yield entry.kind, entry
 
@@ -150,10 +140,10 @@ async def _add_entry(
 ) -> Child:
     """Import one file or symlink."""
     if entry.kind == "symlink":
-        block, child = symlink(entry.target, version=options.cid_version)
+        block, child = symlink(entry.target, prefix=options.prefix)
         await writer.put(block)
         return child
-    source = _file_chunks(entry.path, options.chunk_size)
+    source = _file_chunks(entry.path, options.read_size)
     async with aclosing(source):
         return await import_file(writer, source, options, progress)
 
@@ -163,13 +153,13 @@ class _TreeImport:
         self._options = options
         self._progress = progress
         self._open: list[list[tuple[bytes, Child]]] = []  # entries of each open directory
-        self.directories: list[tuple[str, str]] = []  # (cid, name), children first
+        self.directories: list[tuple[Child, str]] = []  # (node, name), children first
 
     async def batch(
         self,
         writer: BlockWriter,
         steps: AsyncIterator[tuple[str, _Entry]],
-        added: list[tuple[str, str]],
+        added: list[tuple[Child, str]],
     ) -> bool:
         """Import steps until a batch is full; False if steps remain."""
         content = 0
@@ -178,14 +168,15 @@ class _TreeImport:
                 self._open.append([])
                 continue
             if kind == "leave":
-                block, child = directory(
-                    self._open.pop(), version=self._options.cid_version, where=str(entry.path)
+                blocks, child = directory(
+                    self._open.pop(), prefix=self._options.prefix, where=str(entry.path)
                 )
-                await writer.put(block)
-                self.directories.append((str(child.cid), entry.name))
+                for block in blocks:
+                    await writer.put(block)
+                self.directories.append((child, entry.name))
             else:
                 child = await _add_entry(writer, entry, self._options, self._progress)
-                added.append((str(child.cid), entry.name))
+                added.append((child, entry.name))
                 content += entry.size
             if self._open:
                 self._open[-1].append((entry.link_name, child))
@@ -207,24 +198,92 @@ async def add_path(
     Yields (cid, name) for each file, symlink and directory as `ipfs add -r` prints
     them, the root last; each only once its blocks are stored.
     """
-    root = await trio.to_thread.run_sync(_addable_root, Path(path), recursive)
+    async for child, name, _ in _add_path(ds, Path(path), recursive, options, progress):
+        yield str(child.cid), name
+
+
+async def _add_path(
+    ds: Datastore, path: Path, recursive: bool, options: AddOptions, progress: Progress | None
+) -> AsyncIterator[tuple[Child, str, bool]]:
+    """(node, name, whether it is a directory), in ``add_path``'s order."""
+    root = await trio.to_thread.run_sync(_addable_root, path, recursive)
     if root.kind != "dir":
         async with open_writer(ds, options) as writer:
             child = await _add_entry(writer, root, options, progress)
-        yield str(child.cid), root.name
+        yield child, root.name, False
         return
     tree = _TreeImport(options, progress)
     steps = _walk(root, options.hidden)
     async with aclosing(steps):
         done = False
         while not done:
-            added: list[tuple[str, str]] = []
+            added: list[tuple[Child, str]] = []
             async with open_writer(ds, options) as writer:
                 done = await tree.batch(writer, steps, added)
-            for item in added:
-                yield item
-    for item in tree.directories:
-        yield item
+            for child, name in added:
+                yield child, name, False
+    for child, name in tree.directories:
+        yield child, name, True
+
+
+@dataclass(frozen=True)
+class NamedStream:
+    """Bytes to add as one file, as `ipfs add` adds its standard input: ``name`` is
+    Kubo's ``--stdin-name``; None names the file by its CID, as Kubo does."""
+
+    source: AsyncIterable[bytes]
+    name: str | None = None
+
+
+async def add_all(
+    ds: Datastore,
+    items: Sequence[Path | NamedStream],
+    *,
+    recursive: bool = False,
+    wrap: bool = False,
+    options: AddOptions = AddOptions(),
+    progress: Progress | None = None,
+    on_root: Callable[[str], None] | None = None,
+) -> AsyncIterator[tuple[str, str]]:
+    """`ipfs add [-r] [-w] ITEM...`: ``add_path`` for each path, ``add_stream`` for each
+    stream, then with ``wrap`` a directory holding every item by its base name (Kubo's
+    ``-w``), yielded last with the empty name. As Kubo, the directories of all items come
+    after all files. ``on_root`` is called with each item's root CID, or with ``wrap``
+    the wrapping directory's alone."""
+    if wrap:
+        names = [os.path.basename(os.path.abspath(i)) if isinstance(i, Path) else i.name
+                 for i in items]
+        named = [n for n in names if n is not None]
+        if len(set(named)) != len(named):
+            raise LocalFileError("cannot wrap items of the same name in one directory")
+    roots: list[tuple[bytes, Child]] = []
+    directories: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, NamedStream):
+            async with open_writer(ds, options) as writer:
+                child = await import_file(writer, item.source, options, progress)
+            name = str(child.cid) if item.name is None else item.name
+            yield str(child.cid), name
+        else:
+            async for child, name, is_dir in _add_path(ds, item, recursive, options,
+                                                       progress):
+                if is_dir:
+                    directories.append((str(child.cid), name))
+                else:
+                    yield str(child.cid), name
+        roots.append((os.fsencode(name), child))
+    for entry in directories:
+        yield entry
+    if wrap:
+        blocks, child = directory(roots, prefix=options.prefix, where="the wrapping directory")
+        async with open_writer(ds, options) as writer:
+            for block in blocks:
+                await writer.put(block)
+        roots = [(b"", child)]
+        yield str(child.cid), ""
+    if on_root is not None:
+        for _, child in roots:
+            on_root(str(child.cid))
 
 
 async def walk_files(root: Path, *, hidden: bool = False
@@ -235,7 +294,7 @@ async def walk_files(root: Path, *, hidden: bool = False
     top = _root_entry(Path(root))
     if top.kind != "dir":
         raise LocalFileError(f"{root} is not a directory")
-    steps = _walk(top, hidden, directory_nodes=False)
+    steps = _walk(top, hidden)
     async with aclosing(steps):
         async for kind, entry in steps:
             if kind == "file":

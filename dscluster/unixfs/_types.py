@@ -6,50 +6,89 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
+from ._chunker import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, parse_chunker
+from ._cid import HASH_CODES, MAX_IDENTITY_SIZE, CidPrefix
 
 # called with the number of content bytes just added or written
 Progress = Callable[[int], None]
 
-DEFAULT_CHUNK_SIZE = 256 * 1024
-# Kubo's ChunkSizeLimit: `ipfs add --chunker size-N` refuses N above 1 MiB, so every block
-# stays below the 2 MiB bitswap limit.
-MAX_CHUNK_SIZE = 1024 * 1024
 # Kubo's DefaultLinksPerBlock for the balanced layout.
 MAX_LINKS = 174
 DEFAULT_WINDOW = 32
 # Kubo's HAMTShardingSize: a directory whose estimated block size (sum of each link's
-# name length plus CID length) reaches this becomes a HAMT shard in `ipfs add`.
+# name length plus CID length) exceeds this becomes a HAMT shard in `ipfs add`.
 HAMT_SHARDING_SIZE = 256 * 1024
+# Kubo's default HAMT fanout (boxo DefaultShardWidth): 8 bits of the name's hash a level
+HAMT_FANOUT = 256
+# Kubo's default --inline-limit
+DEFAULT_INLINE_LIMIT = 32
 
 
 @dataclass(frozen=True)
 class AddOptions:
     """How files are imported; the defaults are `ipfs add`'s.
 
-    ``raw_leaves=None`` means Kubo's rule: raw leaves exactly when ``cid_version`` is 1.
-    ``window`` is the number of block writes in flight. ``hidden`` includes names that
-    start with "." when adding directories.
+    ``chunker`` is a content-defined chunker in Kubo's spelling (``rabin…``,
+    ``buzhash``); None cuts fixed chunks of ``chunk_size``. ``cid_version=None`` is Kubo's
+    rule: 0, or 1 when ``hash`` is not sha2-256. ``raw_leaves=None`` is Kubo's rule: raw
+    leaves exactly when the CID version is 1. ``inline_limit``: blocks of at most this
+    many bytes get identity CIDs (Kubo's ``--inline``); None never. ``trickle``: Kubo's
+    trickle layout instead of the balanced one. ``window`` is the number of block writes
+    in flight. ``hidden`` includes names that start with "." when adding directories.
     """
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    cid_version: int = 0
+    cid_version: int | None = None
     raw_leaves: bool | None = None
     only_hash: bool = False
     window: int = DEFAULT_WINDOW
     hidden: bool = False
+    chunker: str | None = None
+    hash: str = "sha2-256"
+    inline_limit: int | None = None
+    trickle: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
             raise InvalidArgument(
                 f"chunk size must be between 1 and {MAX_CHUNK_SIZE} bytes, not {self.chunk_size}"
             )
-        if self.cid_version not in (0, 1):
+        if self.cid_version not in (None, 0, 1):
             raise InvalidArgument(f"CID version must be 0 or 1, not {self.cid_version}")
+        if self.hash not in HASH_CODES:
+            raise InvalidArgument(
+                f"unsupported hash {self.hash!r}; supported: {', '.join(HASH_CODES)}")
+        if self.hash != "sha2-256" and self.cid_version == 0:
+            raise InvalidArgument("CIDv0 only supports sha2-256")  # Kubo's words
+        if self.inline_limit is not None and not 0 <= self.inline_limit <= MAX_IDENTITY_SIZE:
+            raise InvalidArgument(
+                f"inline limit must be between 0 and {MAX_IDENTITY_SIZE} bytes, "
+                f"not {self.inline_limit}")
+        if self.chunker is not None:
+            parse_chunker(self.chunker)
         check_window(self.window)
 
     @property
+    def read_size(self) -> int:
+        """Bytes to read from a file at a time: one chunk, or a content-defined
+        chunker's largest."""
+        if self.chunker is None:
+            return self.chunk_size
+        return parse_chunker(self.chunker).max
+
+    @property
+    def version(self) -> int:
+        if self.cid_version is not None:
+            return self.cid_version
+        return 0 if self.hash == "sha2-256" else 1
+
+    @property
     def leaves_raw(self) -> bool:
-        return self.cid_version == 1 if self.raw_leaves is None else self.raw_leaves
+        return self.version == 1 if self.raw_leaves is None else self.raw_leaves
+
+    @property
+    def prefix(self) -> CidPrefix:
+        return CidPrefix(self.version, HASH_CODES[self.hash], self.inline_limit)
 
 
 def check_window(window: int) -> None:

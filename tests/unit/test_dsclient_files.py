@@ -122,7 +122,9 @@ def test_add_options(app: FakeApp, tmp_path: Path) -> None:
     assert dsclient(app, "cat", other).out == big.read_bytes()
 
 
-@pytest.mark.parametrize("chunker", ["size-0", "size-x", "rabin", "buzhash", "fixed"])
+@pytest.mark.parametrize("chunker", ["size-0", "size-x", "rabin-15-20-30", "rabin-x",
+                                     "rabin-16-64-32", "rabin-10000000", "buzhash-1",
+                                     "fixed"])
 def test_bad_chunker(app: FakeApp, tmp_path: Path, chunker: str) -> None:
     r = dsclient(app, "add", "--chunker", chunker, str(tmp_path))
     assert r.code == 2 and "chunker" in r.err and "Traceback" not in r.err

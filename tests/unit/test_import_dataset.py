@@ -119,15 +119,14 @@ def test_a_file_that_is_not_a_record_is_refused_in_one_line(tmp_path):
 
 
 def test_a_directory_too_big_for_an_unsharded_node_imports_file_by_file(tmp_path):
-    # `add -r` refuses it (Kubo would shard it; dsclient cannot yet); the import builds
-    # no directory node, so it takes it
+    # `add -r` makes it a HAMT shard, as Kubo; the import builds no directory node at all
     root = tmp_path / "wide"
     root.mkdir()
     names = [f"{i:05d}-" + "x" * 100 for i in range(2600)]
     for n in names:
         (root / n).write_bytes(n.encode())
     app = FakeApp(MemoryStore())
-    assert dsclient(app, "add", "-r", "-Q", str(root)).code != 0
+    assert dsclient(app, "add", "-r", "-Q", str(root)).code == 0
     record = tmp_path / "rec.csv"
     r = dsclient(app, "import-dataset", "-q", "-j", "16", "--record", str(record), str(root))
     assert r.code == 0 and r.lines == [], r.err

@@ -34,8 +34,9 @@ def params(fn: Callable[..., Any]) -> list[tuple[str, Any]]:
 def test_api_signatures() -> None:
     empty = inspect.Parameter.empty
     assert [(f.name, f.default) for f in dataclasses.fields(AddOptions)] == [
-        ("chunk_size", 262144), ("cid_version", 0), ("raw_leaves", None),
-        ("only_hash", False), ("window", 32), ("hidden", False)]
+        ("chunk_size", 262144), ("cid_version", None), ("raw_leaves", None),
+        ("only_hash", False), ("window", 32), ("hidden", False), ("chunker", None),
+        ("hash", "sha2-256"), ("inline_limit", None), ("trickle", False)]
     assert [f.name for f in dataclasses.fields(AddedFile)] == ["cid", "size"]
     assert params(unixfs.add_stream) == [
         ("ds", empty), ("source", empty), ("options", AddOptions()), ("progress", None)]

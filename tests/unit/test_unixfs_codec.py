@@ -160,9 +160,18 @@ def test_unsupported_codec_and_hash() -> None:
     cbor = str(CID("base32", 1, "dag-cbor", multihash.digest(b"x", "sha2-256")))
     with pytest.raises(UnsupportedCid, match=r"dag-cbor \(0x71\).*only dag-pb"):
         BlockCid.parse(cbor).require_supported()
-    sha512 = str(CID("base32", 1, "raw", multihash.digest(b"x", "sha2-512")))
-    with pytest.raises(UnsupportedCid, match="only sha2-256 and identity"):
-        BlockCid.parse(sha512).require_supported()
+    md5 = str(CID("base32", 1, "raw", multihash.digest(b"x", "md5")))
+    with pytest.raises(UnsupportedCid, match="0xd5/16 bytes; supported: identity, sha2-256"):
+        BlockCid.parse(md5).require_supported()
+    short = BlockCid.of_multihash(1, 0x55, b"\x12\x10" + bytes(16))  # truncated sha2-256
+    with pytest.raises(UnsupportedCid, match="0x12/16 bytes"):
+        short.require_supported()
+    # Kubo's other hash functions are read and verified
+    for name in ("sha2-512", "sha3-256", "blake2b-256"):
+        good = BlockCid.parse(str(CID("base32", 1, "raw", multihash.digest(b"x", name))))
+        good.require_supported().verify(b"x")
+        with pytest.raises(CorruptBlock):
+            good.verify(b"y")
     # block_key works for any CID: Kubo stores every codec under /blocks/
     assert block_key(cbor).startswith("/blocks/CIQ")
 

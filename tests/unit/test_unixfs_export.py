@@ -34,10 +34,10 @@ from dscluster.unixfs import (
     stat,
     stream_file,
 )
-from dscluster.unixfs._cid import DAG_PB
+from dscluster.unixfs._cid import DAG_PB, CidPrefix
 from dscluster.unixfs._dagpb import DataType, FSData, encode_fsdata, encode_node
 from dscluster.unixfs._fetch import fetch_node
-from dscluster.unixfs._node import Block, directory, file_leaf, file_parent
+from dscluster.unixfs._node import Block, basic_directory, file_leaf, file_parent
 from tests.unit.unixfs_support import CHUNK, CountingStore, make_tree, pieces
 
 SMALL = 1024
@@ -187,14 +187,14 @@ async def test_malformed_dags_are_refused(tmp_path: Path) -> None:
     with pytest.raises(MalformedBlock, match=cid):
         await stat(ds, cid)
 
-    leaf, child = file_leaf(b"abc", raw=False, version=0)
+    leaf, child = file_leaf(b"abc", raw=False, prefix=CidPrefix())
     await put(ds, leaf)
     lying = type(child)(child.cid, 4, child.tsize)  # says the leaf holds 4 bytes
-    parent, _ = file_parent([lying, lying], version=0)
+    parent, _ = file_parent([lying, lying], prefix=CidPrefix())
     with pytest.raises(MalformedBlock, match="3 bytes"):
         await read_all(ds, await put(ds, parent))
 
-    evil, _ = directory([(b"../evil", child)], version=0, where="test")
+    evil, _ = basic_directory([(b"../evil", child)], prefix=CidPrefix())
     with pytest.raises(MalformedBlock, match=r"unsafe entry name '\.\./evil'"):
         await get_to_path(ds, await put(ds, evil), tmp_path / "out")
     assert os.listdir(tmp_path) == []
@@ -202,15 +202,16 @@ async def test_malformed_dags_are_refused(tmp_path: Path) -> None:
 
 async def test_unsupported_nodes(tmp_path: Path) -> None:
     ds = MemoryStore()
-    shard = encode_node([], encode_fsdata(FSData(DataType.HAMT_SHARD, fanout=256, hash_type=0x22)))
-    cid = await put(ds, Block(BlockCid.for_block(shard, version=0, codec=DAG_PB), shard))
-    assert (await stat(ds, cid)).type == "hamt-shard"
-    with pytest.raises(UnsupportedNode, match="HAMT"):
+    meta = encode_node([], encode_fsdata(FSData(DataType.METADATA)))
+    cid = await put(ds, Block(BlockCid.for_block(meta, version=0, codec=DAG_PB), meta))
+    assert (await stat(ds, cid)).type == "metadata"
+    with pytest.raises(UnsupportedNode, match="metadata"):
         await ls(ds, cid)
-    with pytest.raises(UnsupportedNode, match="HAMT"):
+    with pytest.raises(UnsupportedNode, match="metadata"):
         await get_to_path(ds, cid, tmp_path / "out")
-    with pytest.raises(NotAFile, match="hamt-shard"):
+    with pytest.raises(NotAFile, match="metadata"):
         await read_all(ds, cid)
+    assert os.listdir(tmp_path) == []
 
 
 async def test_get_file_is_atomic(tmp_path: Path) -> None:

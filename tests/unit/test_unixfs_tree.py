@@ -11,12 +11,13 @@ import pytest
 from dscluster.store.memory import MemoryStore
 from dscluster.unixfs import (
     AddOptions,
-    DirectoryTooLarge,
     LocalFileError,
     add_path,
     block_key,
     check_addable,
     get_to_path,
+    ls,
+    stat,
     tree_size,
 )
 from dscluster.unixfs import _tree as tree_module
@@ -115,19 +116,17 @@ async def test_bad_paths(tmp_path: Path) -> None:
     assert await ds.count() == 0
 
 
-async def test_directory_too_large_for_one_block(tmp_path: Path) -> None:
+async def test_directory_sharded_past_one_block(tmp_path: Path) -> None:
     ds = MemoryStore()
     assert (await added(ds, long_names(tmp_path / "d907", 907)))[-1][0] == KUBO_907_ENTRIES
-    # 908 entries: refused while listing the directory, before any file is read
-    empty = CountingStore()
-    with pytest.raises(DirectoryTooLarge, match=r"908 entries.*HAMT") as info:
-        await added(empty, long_names(tmp_path / "d908", 908))
-    assert "d908" in str(info.value)
-    assert await empty.count() == 0
-    # with CIDv1 links (36 bytes) 907 entries already reach the threshold: refused
-    # when the directory's node is built
-    with pytest.raises(DirectoryTooLarge, match="907 entries, estimated 263937"):
-        await added(MemoryStore(), tmp_path / "d907", options=AddOptions(cid_version=1))
+    assert (await stat(ds, KUBO_907_ENTRIES)).type == "directory"
+    # 908 entries, or 907 with CIDv1 links (36 bytes): past the threshold, a HAMT shard
+    # (its CIDs against Kubo's are in test_unixfs_kubo_add)
+    for path, options in ((long_names(tmp_path / "d908", 908), AddOptions()),
+                          (tmp_path / "d907", AddOptions(cid_version=1))):
+        root = (await added(ds, path, options=options))[-1][0]
+        assert (await stat(ds, root)).type == "hamt-shard"
+        assert sorted(e.name for e in await ls(ds, root)) == sorted(os.listdir(path))
 
 
 async def test_results_only_after_their_blocks_are_stored(

@@ -13,10 +13,10 @@ is a terminal.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 import trio
@@ -24,17 +24,23 @@ from tqdm import tqdm
 
 from dscluster.datastore import Datastore
 from dscluster.errors import DSClusterError
+from dscluster.gc.claims import open_claims
+from dscluster.gc.pins import add_pin
 from dscluster.store.memory import MemoryStore
 from dscluster.unixfs import (
-    DEFAULT_CHUNK_SIZE,
+    DEFAULT_INLINE_LIMIT,
     DEFAULT_WINDOW,
-    MAX_CHUNK_SIZE,
     AddOptions,
     BlockCid,
-    add_path,
+    NamedStream,
+    add_all,
     check_addable,
+    check_cid_base,
     get_to_path,
+    hash_functions,
     ls,
+    parse_chunker,
+    split_path,
     stat,
     stream_file,
     tree_size,
@@ -72,32 +78,40 @@ class _KuboCommand(click.Command):
         return super().parse_args(ctx, rewritten)
 
 
-def _chunker(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    """Kubo's --chunker values; only fixed-size chunking is implemented."""
-    if value in ("", "default"):
-        return DEFAULT_CHUNK_SIZE
-    if value.startswith("size-"):
-        try:
-            size = int(value[len("size-") :])
-        except ValueError:
-            raise click.BadParameter(f"{value!r}: size-N needs a number of bytes") from None
-        if not 1 <= size <= MAX_CHUNK_SIZE:
-            raise click.BadParameter(f"{value!r}: N must be between 1 and {MAX_CHUNK_SIZE}")
-        return size
-    if value.startswith(("rabin", "buzhash")):
-        raise click.BadParameter(f"{value!r} is not supported; use size-N")
-    raise click.BadParameter(f"unrecognized chunker option {value!r}")
+class Chunking(NamedTuple):
+    """A checked --chunker: fixed ``size``, or a content-defined ``spec`` (else None)."""
+
+    size: int
+    spec: str | None
+
+
+def _chunker(ctx: click.Context, param: click.Parameter, value: str) -> Chunking:
+    """Kubo's --chunker values, checked before anything is read."""
+    try:
+        chunker = parse_chunker(value)
+    except DSClusterError as e:
+        raise click.BadParameter(str(e)) from None
+    return Chunking(chunker.max, None if chunker.kind == "size" else value)
 
 
 chunker_option = click.option(
     "-s", "--chunker", default="size-262144", show_default=True, callback=_chunker,
-    help="Chunking: size-N (fixed chunks of N bytes).",
+    help="Chunking: size-N (fixed chunks of N bytes), rabin[-AVG | -MIN-AVG-MAX], buzhash.",
 )
 
 
 def _cid_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """Check the CID before any datastore is opened (and normalise its spelling)."""
+    """Check the CID (or CID/path) before any datastore is opened, and normalise it."""
     return parse_cid(value)
+
+
+def _cid_base(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_cid_base(value)
+    except DSClusterError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def wants_bar(progress: bool | None) -> bool:
@@ -135,7 +149,7 @@ progress_option = click.option(
 
 
 @click.command(cls=_KuboCommand)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
 @click.option("-r", "--recursive", is_flag=True, help="Add directories recursively.")
 @click.option("-H", "--hidden", is_flag=True, help="Include files whose names start with '.'.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only CIDs, one per line.")
@@ -143,15 +157,36 @@ progress_option = click.option(
 @click.option("-n", "--only-hash", is_flag=True,
               help="Compute CIDs; write nothing (needs no cluster or client directory).")
 @chunker_option
+@click.option("-t", "--trickle", is_flag=True, help="Use the trickle DAG layout.")
 @click.option(
-    "--cid-version", type=click.IntRange(0, 1), default=0, show_default=True,
-    help="CID version; 1 implies --raw-leaves unless --raw-leaves=false.",
+    "--cid-version", type=click.IntRange(0, 1), default=None,
+    help="CID version (default 0, or 1 with a --hash other than sha2-256); 1 implies "
+    "--raw-leaves unless --raw-leaves=false.",
+)
+@click.option(
+    "--hash", "hash_name", type=click.Choice(hash_functions()), default="sha2-256",
+    show_default=True, help="Hash function; other than sha2-256 implies --cid-version=1.",
 )
 @click.option(
     "--raw-leaves/--no-raw-leaves", default=None,
     help="Store file chunks as raw blocks (default: with --cid-version=1).",
 )
-@window_option
+@click.option("--inline", is_flag=True, help="Inline small blocks into their CIDs.")
+@click.option(
+    "--inline-limit", type=click.IntRange(0), default=DEFAULT_INLINE_LIMIT,
+    show_default=True, help="Largest block --inline inlines, in bytes (at most 128).",
+)
+@click.option("-w", "--wrap-with-directory", "wrap", is_flag=True,
+              help="Wrap everything added in a directory.")
+@click.option("--stdin-name", help="The name of the file read from standard input.")
+@click.option("--cid-base", callback=_cid_base,
+              help="Multibase of the CIDs printed (CIDv0 are printed as CIDv1 then).")
+@click.option("--pin/--no-pin", default=True, show_default=True,
+              help="Pin each PATH's root, so that `dsclient gc` keeps it (--pin=false).")
+@click.option(
+    "--window", type=click.IntRange(min=1), default=DEFAULT_WINDOW, show_default=True,
+    help="Block requests in flight at once.",
+)
 @progress_option
 @click.pass_obj
 def add(
@@ -162,27 +197,43 @@ def add(
     quiet: bool,
     quieter: bool,
     only_hash: bool,
-    chunker: int,
-    cid_version: int,
+    chunker: Chunking,
+    trickle: bool,
+    cid_version: int | None,
+    hash_name: str,
     raw_leaves: bool | None,
+    inline: bool,
+    inline_limit: int,
+    wrap: bool,
+    stdin_name: str | None,
+    cid_base: str | None,
+    pin: bool,
     window: int,
     progress: bool | None,
 ) -> None:
     """Add files or directory trees as UnixFS DAGs, with the CIDs `ipfs add` gives.
 
-    Prints "added <cid> <name>" for each file and directory, the root last.
+    A PATH of "-", or no PATH, reads standard input. Prints "added <cid> <name>" for
+    each file and directory, the root last.
     """
-    options = AddOptions(
-        chunk_size=chunker, cid_version=cid_version, raw_leaves=raw_leaves,
-        only_hash=only_hash, window=window, hidden=hidden,
-    )
-    for path in paths:  # every path is checked before anything is added
+    try:
+        options = AddOptions(
+            chunk_size=chunker.size, chunker=chunker.spec, cid_version=cid_version,
+            raw_leaves=raw_leaves, only_hash=only_hash, window=window, hidden=hidden,
+            hash=hash_name, inline_limit=inline_limit if inline else None, trickle=trickle,
+        )
+    except DSClusterError as e:
+        raise click.UsageError(str(e)) from None
+    paths = paths or (Path("-"),)
+    files = [p for p in paths if str(p) != "-"]
+    for path in files:  # every path is checked before anything is added
         check_addable(path, recursive=recursive)
+    items = [NamedStream(_stdin(), stdin_name) if str(p) == "-" else p for p in paths]
     show = wants_bar(progress)
     total = None
-    if show:
+    if show and len(files) == len(paths):
         total = sum(
-            trio.run(partial(tree_size, p, recursive=recursive, hidden=hidden)) for p in paths
+            trio.run(partial(tree_size, p, recursive=recursive, hidden=hidden)) for p in files
         )
     with byte_progress(show, paths[0].name or str(paths[0]), total) as bar:
         out = printer(bar)
@@ -190,39 +241,64 @@ def add(
         def report(cid: str, name: str) -> None:
             if quieter:
                 return
+            if cid_base is not None:
+                cid = BlockCid.parse(cid).encode(cid_base)
             out(cid if quiet else f"added {cid} {name}")
 
         if only_hash:
             # hashing needs no cluster (and no client directory): nothing is stored, the
             # empty memory store only stands where the cluster would
-            roots = trio.run(_add_paths, MemoryStore(), paths, recursive, options, bar,
+            roots = trio.run(_add_paths, MemoryStore(), items, recursive, wrap, options, bar,
                              report)
         else:
-            roots = obj.run(_add_paths, paths, recursive, options, bar, report)
+            roots = obj.run(_add_claimed, items, recursive, wrap, options, bar, report, pin)
     if quieter:
         for cid in roots:
-            click.echo(cid)
+            click.echo(cid if cid_base is None else BlockCid.parse(cid).encode(cid_base))
+
+
+async def _stdin() -> AsyncIterator[bytes]:
+    stdin = trio.wrap_file(sys.stdin.buffer)
+    while chunk := await stdin.read(1 << 20):
+        yield chunk
+
+
+async def _add_claimed(
+    ds: Datastore,
+    paths: Sequence[Path | NamedStream],
+    recursive: bool,
+    wrap: bool,
+    options: AddOptions,
+    bar: tqdm | None,
+    report: Callable[[str, str], None],
+    pin: bool,
+) -> list[str]:
+    """Add under a garbage-collection lease (dscluster/gc/claims.py), then pin."""
+    async with open_claims(ds, f"dsclient add {paths[0]}") as claiming:
+        roots = await _add_paths(claiming, paths, recursive, wrap, options, bar, report)
+        if pin:
+            for cid in roots:
+                await add_pin(ds, cid, verify=False)
+    return roots
 
 
 async def _add_paths(
     ds: Datastore,
-    paths: Sequence[Path],
+    items: Sequence[Path | NamedStream],
     recursive: bool,
+    wrap: bool,
     options: AddOptions,
     bar: tqdm | None,
     report: Callable[[str, str], None],
 ) -> list[str]:
-    roots = []
+    """Add the items; their root CIDs (with ``wrap``, the wrapping directory's alone)."""
+    roots: list[str] = []
     on_chunk = bar.update if bar is not None else None
-    for path in paths:
+    async for cid, name in add_all(ds, items, recursive=recursive, wrap=wrap, options=options,
+                                   progress=on_chunk, on_root=roots.append):
         if bar is not None:
-            bar.set_description_str(short_name(path.name or str(path)), refresh=False)
-        cid = ""
-        async for cid, name in add_path(
-            ds, path, recursive=recursive, options=options, progress=on_chunk
-        ):
-            report(cid, name)
-        roots.append(cid)
+            bar.set_description_str(short_name(name.rsplit("/", 1)[-1]), refresh=False)
+        report(cid, name)
     return roots
 
 
@@ -250,7 +326,7 @@ def get(
     """
     if out is not None and output is not None and out != output:
         raise click.UsageError("give OUT or -o/--output, not both")
-    target = out or output or Path(cid)
+    target = out or output or Path(cid.rsplit("/", 1)[-1])
     with byte_progress(wants_bar(progress), target.name or str(target)) as bar:
         obj.run(_get, cid, target, window, bar)
 
@@ -288,9 +364,11 @@ async def _cat(
 
 
 def parse_cid(value: str) -> str:
-    """Check a CID given on the command line (a usage error if it is not one we read)."""
+    """Check a CID, or CID/path, given on the command line (a usage error if it is not
+    one we read)."""
     try:
-        return str(BlockCid.parse(value).require_supported())
+        cid, names = split_path(value)
+        return "/".join([str(cid.require_supported()), *names])
     except DSClusterError as e:
         raise click.BadParameter(str(e)) from None
 
@@ -298,7 +376,7 @@ def parse_cid(value: str) -> str:
 def print_directory(obj: Any, cid: str) -> None:
     """`dsclient ls CID`: "<cid> <size> <name>", directories as "<cid> - <name>/"."""
     for entry in obj.run(ls, cid):
-        if entry.type == "directory":
+        if entry.type in ("directory", "hamt-shard"):
             click.echo(f"{entry.cid} - {entry.name}/")
         else:
             click.echo(f"{entry.cid} {entry.size} {entry.name}")

@@ -69,8 +69,9 @@ def test_add_r_and_get_a_directory_tree(cluster: Cluster, tmp_path: Path):
 
 
 def _block_name(cluster: Cluster, marker: bytes) -> str:
-    """The file name of a leaf block holding ``marker`` (on node 0)."""
-    for path in (cluster.nodes[0].conf / "data" / "blocks").rglob("*.data"):
+    """The file name of a leaf block holding ``marker`` (on node 0): a sha2-256 block's
+    name starts CIQ (other records, an add's gc lease naming the file, live beside it)."""
+    for path in (cluster.nodes[0].conf / "data" / "blocks").rglob("CIQ*.data"):
         if marker in path.read_bytes():
             return path.name
     raise AssertionError(f"no block with {marker!r}")

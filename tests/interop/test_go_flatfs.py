@@ -23,6 +23,8 @@ import pytest
 import trio
 
 from dscluster.config import load_node_config, resolve
+from dscluster.gc.claims import is_block_key
+from dscluster.gc.keys import owned_key
 from dscluster.localcluster import Cluster
 from dscluster.query import Query
 from dscluster.store.memory import MemoryStore
@@ -42,6 +44,15 @@ def flatfs_key(key: str) -> str | None:
     if not (key.startswith("/blocks/") and _RAW.fullmatch(name) and not name.startswith("_")):
         name = "_" + base64.b32encode(key.encode()).decode().rstrip("=")
     return None if len(name) > 240 else "/" + name
+
+
+def _datastore_key(flatfs: str) -> str:
+    """The datastore key of a go-ds-flatfs key, for the keys flatfs_key encodes."""
+    name = flatfs.removeprefix("/")
+    if not name.startswith("_"):
+        return "/blocks/" + name
+    raw = name[1:]
+    return base64.b32decode(raw + "=" * (-len(raw) % 8)).decode()
 
 
 def blocks_of(data: bytes) -> tuple[str, dict[str, bytes]]:
@@ -109,11 +120,17 @@ def test_go_ds_flatfs_reads_every_key_a_stopped_node_wrote(node: Cluster, tmp_pa
     expected = {flatfs_key(k): v for k, v in written.items() if flatfs_key(k) is not None}
     assert len(expected) == len(written) - 2  # the two long keys are invisible
     keys = {e["key"]: base64.b64decode(e["value"] or "") for e in got["keys"]}
+    # the add's garbage-collection records (dscluster/gc: a marker per block, a lease)
+    gc_records = {k: keys.pop(k) for k in list(keys)
+                  if _datastore_key(k).startswith("/.ipfs/")}
+    assert {_datastore_key(k) for k in gc_records} >= {
+        owned_key(k) for k in written if is_block_key(k)}
     assert sorted(keys) == sorted(expected)
     for k, v in expected.items():
         assert keys[k] == v, f"{k}: {len(keys[k])} bytes differ from the {len(v)} written"
     # go-ds-flatfs starts from our diskUsage.cache: value bytes of every key, long ones too
-    assert got["disk_usage"] == sum(len(v) for v in written.values())
+    assert got["disk_usage"] == (sum(len(v) for v in written.values())
+                                 + sum(len(v) for v in gc_records.values()))
 
 
 def test_node_serves_what_go_ds_flatfs_wrote_into_its_stopped_tree(node: Cluster,

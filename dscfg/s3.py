@@ -156,7 +156,10 @@ def ipfs(endpoint: str, bucket: str, conf: Path | None, access_key: str | None,
 
 @click.group("s3-key")
 def s3_key() -> None:
-    """Manage the S3 gateway's credentials in a node's config."""
+    """A node's own (bootstrap) S3 credentials, in its config.
+
+    Keys added here work on that node's gateway only, after a restart. Keys for every
+    gateway of the cluster, effective at once: `dsclient s3-key add` (admin token)."""
 
 
 @s3_key.command("add")
@@ -168,6 +171,8 @@ def s3_key_add(conf: Path | None) -> None:
     _node_settings(conf)  # a readable node config with a valid s3 section, or one error
     cred = add_node_credential(conf)
     click.echo(f"access_key: {cred.access_key}\nsecret_key: {cred.secret_key}")
+    click.echo("this key works on this node's gateway after its restart; for a key every "
+               "gateway accepts at once, use: dsclient s3-key add", err=True)
 
 
 @s3_key.command("list")

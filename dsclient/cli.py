@@ -25,9 +25,11 @@ from dscluster.keys import SLOT_COUNT, Key, slot_of, slot_ranges
 from dscluster.provision import create_client, token_from
 from dscluster.query import Query
 
+from .admin import register as register_admin_commands
 from .dataset import import_dataset_command
 from .files import parse_cid, print_directory
 from .files import register as register_file_commands
+from .gc import register as register_gc_commands
 from .progress import human_bytes
 from .rebalance import describe as describe_moves
 from .rebalance import register as register_rebalance_commands
@@ -251,7 +253,9 @@ def _accept_conf_after_commands(group: click.Group) -> None:
 
 
 register_file_commands(main)
+register_gc_commands(main)
 register_rebalance_commands(main)
+register_admin_commands(main)
 main.add_command(import_dataset_command)
 _accept_conf_after_commands(main)
 

@@ -22,18 +22,21 @@ from .auth import Token
 from .client.datastore import ClusterDatastore
 from .cluster.bootstrapper import Bootstrapper
 from .cluster.caller import MemberCaller
+from .cluster.credentials import CredentialBook
 from .cluster.handoff import follow_handoffs
 from .cluster.liveness import Liveness
 from .cluster.membership import Membership
 from .cluster.rebalance import JOB_FILE, Coordinator
 from .cluster.repair import AntiEntropy
 from .cluster.replica import ReplicaStore
+from .cluster.rotation import SecretRotation
 from .cluster.state import ClusterState
 from .clustermap import JOINED, ClusterMap
 from .config import NodeConfig, record_member_index, resolve
 from .errors import ConfigError
 from .health import serve_health
 from .identity import Identity
+from .keyring import Keyring
 from .keys import SLOT_COUNT
 from .limits import fd_budget, fd_share
 from .logs import quiet_resource_errors
@@ -58,10 +61,13 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
     peer_id = ident.peer_id
     if peer_id != cfg.peer_id:
         raise ConfigError(f"{conf_dir}: identity key does not match identity.peer_id")
-    token = Token.load(resolve(conf_dir, cfg.token_file))
+    token_path = resolve(conf_dir, cfg.token_file)
+    token = Token.load(token_path)
     if token.role != "node":
         raise ConfigError(
             f"a node needs the node token; {cfg.token_file} holds a {token.role} token")
+    # the secret and, after a rotation, the previous one (keyring.py)
+    keyring = Keyring.load(token_path)
     map_path = resolve(conf_dir, cfg.map_file)
     cached = ClusterMap.load(map_path) if map_path.exists() else None
     if cfg.bootstrap_node and cached is None:
@@ -100,7 +106,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                                   lane_connections=lane_caps,
                                   libp2p_connections=p2p_caps) as transport:
             addrs = announced(transport.listen_addrs(), cfg.announce_host)
-            pool = ChannelPool(transport, token, cfg.limits)
+            pool = ChannelPool(transport, keyring.node_token, cfg.limits)
             membership: Membership | None = None
             rejoin = False
             on_join = None
@@ -119,7 +125,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                 boot_contact = (bpeer, [baddr])
                 # a pool of its own, dialling libp2p addresses only: joins are refused
                 # over the data lane, which the caller's pooled channels may use
-                membership = Membership(ChannelPool(transport, token, cfg.limits),
+                membership = Membership(ChannelPool(transport, keyring.node_token, cfg.limits),
                                         boot_contact, peer_id, cfg.member_index, addrs,
                                         cfg.timeouts.request, replace=cfg.replacing)
                 if cfg.placed and _listed(cached, cfg.member_index, peer_id, addrs):
@@ -142,7 +148,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
             metrics.admissions = {"lane": transport.lane.admission,
                                   "libp2p": (await transport.libp2p()).admission}
             server = NodeServer(replica=replica, state=state, member_index=cfg.member_index,
-                                peer_id=peer_id, secret=token.key, limits=cfg.limits,
+                                peer_id=peer_id, secret=keyring, limits=cfg.limits,
                                 disable_delete=cfg.disable_delete, on_join=on_join,
                                 liveness=liveness, metrics=metrics)
             transport.set_handler(server.handle_stream)
@@ -156,6 +162,12 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                                                               limits=cfg.limits,
                                                               restarted=restarted)
             metrics.anti_entropy = anti_entropy
+            ds = ClusterDatastore(caller, limits=cfg.limits, writer=peer_id)
+            server.credentials = credentials = CredentialBook(ds, keyring)
+            # its own pool: it dials libp2p addresses only (rotation.py)
+            server.rotation = rotation = SecretRotation(
+                keyring, ds, caller, ChannelPool(transport, keyring.node_token, cfg.limits),
+                cfg.member_index, credentials.reload)
             coordinator = (Coordinator(state, caller, cfg.member_index,
                                        map_path.with_name(JOB_FILE))
                            if cfg.bootstrap_node else None)
@@ -164,6 +176,8 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(caller.watch)
                 nursery.start_soon(anti_entropy.run)
+                nursery.start_soon(credentials.follow)
+                nursery.start_soon(rotation.follow)
                 nursery.start_soon(follow_handoffs, replica, state, cfg.member_index)
                 if coordinator is not None:
                     nursery.start_soon(coordinator.run)
@@ -178,8 +192,7 @@ async def run_node(conf_dir: Path, cfg: NodeConfig) -> None:
                         lambda: _unready(state, cfg.member_index, anti_entropy))
                     log.info("metrics and health on http://%s", bound)
                 if cfg.s3 and cfg.s3.get("listen"):
-                    await _start_s3(nursery, ClusterDatastore(caller, limits=cfg.limits,
-                                                              writer=peer_id), cfg, metrics)
+                    await _start_s3(nursery, ds, credentials, cfg, metrics)
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope, signals)
                 log.info(
                     "node %d ready: %s/p2p/%s, slots %s, store %s, map epoch %d",
@@ -208,8 +221,8 @@ def _unready(state: ClusterState, index: int, anti_entropy: AntiEntropy) -> str 
     return None
 
 
-async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig,
-                    metrics: NodeMetrics) -> None:
+async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, credentials: CredentialBook,
+                    cfg: NodeConfig, metrics: NodeMetrics) -> None:
     # imported here so a node without a gateway does not load the HTTP stack
     from .s3.server import serve_s3
     from .s3.settings import S3Settings
@@ -217,7 +230,8 @@ async def _start_s3(nursery: trio.Nursery, ds: ClusterDatastore, cfg: NodeConfig
     settings = S3Settings.from_dict(cfg.s3)
     # an object stored as one value must fit in one value of this cluster
     settings.max_value_size = min(settings.max_value_size, cfg.limits.max_value_bytes)
-    bound = await nursery.start(partial(serve_s3, ds, settings, metrics=metrics))
+    bound = await nursery.start(partial(serve_s3, ds, settings, metrics=metrics,
+                                        credentials=credentials))
     log.info("S3 gateway listening on http://%s", bound)
 
 

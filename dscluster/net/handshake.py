@@ -1,21 +1,42 @@
 """The mutual challenge-response that opens every stream (see auth.py for the proofs).
 
-Message flow: client Hello(role, nonce) -> server Challenge(nonce, server proof) ->
-client Auth(client proof) -> server Welcome(epoch, node index, role). A failed proof on
+Message flow: client Hello(role, nonce, token name) -> server Challenge(nonce, server
+proof) -> client Auth(client proof) -> server Welcome(epoch, node index, role). A failed proof on
 either side ends the stream; the server never says which part was wrong. Nonces and
 proofs of any length but 32 bytes never get here: the messages refuse them. The role is
-any of ``auth.ROLES``; what a role may ask is the request handlers' business
-(node/server.py), not the handshake's.
+any of ``auth.ROLES``; the key proven is derived from the secret for that role, or is a
+named token's own key when the Hello names one. During a rotation of the cluster secret
+the Hello's key id says which secret's key a role token is (keyring.py); a key of the old
+secret is refused past the grace, except the node secret, whose streams may then only
+fetch the new one. What a role may ask is the request handlers' business (node/server.py),
+not the handshake's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from .. import wire
-from ..auth import ROLES, Token, check, client_proof, new_nonce, role_key, server_proof
+from ..auth import ROLES, Token, check, client_proof, new_nonce, server_proof
 from ..errors import RemoteProtocolError, Unauthorized, Unavailable, error_from_wire
+from ..keyring import Keyring, key_id
 from .channel import MessageChannel
+
+# a named token's key, or None if it is unknown or revoked (cluster/credentials.py)
+NamedKeys = Callable[[str, str], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Proven:
+    """What the peer proved: its role and, for a named token, the name and its key (a
+    stream of a token revoked later is closed on its next request); for a role token, the
+    generation of the secret it derives from (None for a named token)."""
+
+    role: str
+    token: str = ""
+    key: bytes = b""
+    generation: int | None = None
 
 
 async def _expect(chan: MessageChannel, cls: type[wire.Message]) -> wire.Message:
@@ -32,7 +53,8 @@ async def _expect(chan: MessageChannel, cls: type[wire.Message]) -> wire.Message
 async def client_handshake(chan: MessageChannel, token: Token) -> wire.Welcome:
     cn = new_nonce()
     our_peer = chan.stream.local_peer
-    await chan.send(wire.Hello(role=token.role, nonce=cn))
+    await chan.send(wire.Hello(role=token.role, nonce=cn, token=token.name,
+                               key_id=b"" if token.name else key_id(token.key)))
     ch = await _expect(chan, wire.Challenge)
     assert isinstance(ch, wire.Challenge)
     peer = chan.remote_peer
@@ -48,10 +70,13 @@ async def client_handshake(chan: MessageChannel, token: Token) -> wire.Welcome:
 
 async def server_handshake(
     chan: MessageChannel,
-    secret: bytes,
+    secret: bytes | Keyring,
     welcome: Callable[[str], wire.Welcome],
-) -> str | None:
-    """Authenticate the peer; returns its role, or None if it left before saying Hello."""
+    named: NamedKeys | None = None,
+) -> Proven | None:
+    """Authenticate the peer; returns what it proved, or None if it left before saying
+    Hello. ``named`` finds the key of a named token; without it only role tokens pass."""
+    keyring = secret if isinstance(secret, Keyring) else Keyring(secret)
     hello = await chan.receive()
     if hello is None:
         return None
@@ -65,7 +90,25 @@ async def server_handshake(
         )
     if hello.role not in ROLES:
         raise Unauthorized(f"unknown role {hello.role!r}")
-    key = role_key(secret, hello.role)
+    generation = None
+    if not hello.token:
+        # a key id neither secret's: the current key, whose proof then fails as any
+        # wrong key's does
+        found_role = (keyring.role_key(hello.role, hello.key_id)
+                      or keyring.role_key(hello.role))
+        assert found_role is not None
+        if found_role.expired and hello.role != "node":
+            raise Unauthorized(f"this {hello.role} token is of a cluster secret that was "
+                               "rotated; ask the operator for the new token")
+        key, generation = found_role.key, found_role.generation
+    elif hello.role == "node" or named is None:
+        raise Unauthorized(f"this node accepts no named {hello.role} token")
+    else:
+        found = await named(hello.token, hello.role)
+        if found is None:
+            raise Unauthorized(f"{hello.role} token {hello.token[:64]!r} is unknown or "
+                               "revoked")
+        key = found
     sn = new_nonce()
     peer, our_peer = chan.remote_peer, chan.stream.local_peer
     await chan.send(wire.Challenge(
@@ -75,4 +118,4 @@ async def server_handshake(
     check(client_proof(key, hello.role, hello.nonce, sn, peer, our_peer), auth.proof,
           f"peer {peer}")
     await chan.send(welcome(hello.role))
-    return hello.role
+    return Proven(hello.role, hello.token, key if hello.token else b"", generation)

@@ -9,6 +9,10 @@ many streams one process opens to one peer.
 A node with no room for another authenticated connection on its data lane says so in
 the handshake (admission.py); the channel is then opened over libp2p, which has
 capacity of its own.
+
+A node's token changes when the cluster secret is rotated (keyring.py): the pool then
+takes a function that says which token to dial with now, and an idle channel opened
+with another token is closed instead of reused.
 """
 
 from __future__ import annotations
@@ -34,35 +38,43 @@ class ChannelPool:
     def __init__(
         self,
         transport: Transport,
-        token: Token,
+        token: Token | Callable[[], Token],
         limits: Limits,
         *,
         streams_per_peer: int = DEFAULT_STREAMS_PER_PEER,
         on_epoch: Callable[[int], None] | None = None,
     ) -> None:
         self.transport = transport
-        self.token = token
+        self._token = token if callable(token) else lambda: token
         self.limits = limits
         self._streams_per_peer = streams_per_peer
-        self._idle: dict[str, list[MessageChannel]] = {}
+        # each idle channel with the token it was opened with
+        self._idle: dict[str, list[tuple[Token, MessageChannel]]] = {}
         self._slots: dict[str, trio.Semaphore] = {}
         self._on_epoch = on_epoch
 
-    async def _open(self, peer_id: str, addrs: Sequence[str]) -> MessageChannel:
+    @property
+    def token(self) -> Token:
+        """The token new channels are opened with."""
+        return self._token()
+
+    async def _open(self, peer_id: str, addrs: Sequence[str],
+                    token: Token) -> MessageChannel:
         stream = await self.transport.open_stream(peer_id, addrs)
         p2p_addrs = [a for a in addrs if not is_lane_addr(a)]
         try:
-            return await self._handshake(stream)
+            return await self._handshake(stream, token)
         except Unavailable:
             # refused or closed during the handshake: the lane may be full, libp2p not
             if stream.transport != "lane" or not p2p_addrs:
                 raise
-        return await self._handshake(await self.transport.open_stream(peer_id, p2p_addrs))
+        return await self._handshake(await self.transport.open_stream(peer_id, p2p_addrs),
+                                     token)
 
-    async def _handshake(self, stream: ByteStream) -> MessageChannel:
+    async def _handshake(self, stream: ByteStream, token: Token) -> MessageChannel:
         chan = MessageChannel(stream, wire.Connection(wire.Role.CLIENT, self.limits))
         try:
-            welcome = await client_handshake(chan, self.token)
+            welcome = await client_handshake(chan, token)
         except BaseException:
             await chan.aclose()
             raise
@@ -75,19 +87,25 @@ class ChannelPool:
         sem = self._slots.setdefault(peer_id, trio.Semaphore(self._streams_per_peer))
         async with sem:
             idle = self._idle.setdefault(peer_id, [])
-            chan = idle.pop() if idle else await self._open(peer_id, addrs)
+            token = self._token()
+            stale = [c for t, c in idle if t != token]  # opened with a token now replaced
+            if stale:
+                idle[:] = [e for e in idle if e[0] == token]
+                for old in stale:
+                    await old.aclose()
+            chan = idle.pop()[1] if idle else await self._open(peer_id, addrs, token)
             try:
                 yield chan
             finally:
-                if chan.conn.state is wire.State.IDLE:
-                    idle.append(chan)
+                if chan.conn.state is wire.State.IDLE and token == self._token():
+                    idle.append((token, chan))
                 else:
                     with trio.CancelScope(shield=True):
                         await chan.aclose()
 
     async def forget(self, peer_id: str) -> None:
         """Close idle channels to a peer (after it moved or failed)."""
-        for chan in self._idle.pop(peer_id, []):
+        for _, chan in self._idle.pop(peer_id, []):
             await chan.aclose()
 
     async def aclose(self) -> None:

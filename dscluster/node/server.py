@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import wire
+from ..cluster import admin
+from ..cluster.credentials import CredentialBook, internal
 from ..cluster.liveness import Liveness
 from ..cluster.replica import KeyLocks, ReplicaStore, VersionedOp
 from ..cluster.state import ClusterState
 from ..cluster.versions import MAX_AHEAD_MS, MAX_WRITER_CHARS, ZERO, HybridClock, Version
+from ..clustermap import JOINED
 from ..errors import (
     CatchingUp,
     DSClusterError,
@@ -36,8 +39,10 @@ from ..errors import (
     ProtocolError,
     Redirect,
     TooLarge,
+    Unauthorized,
     Unavailable,
 )
+from ..keyring import Keyring
 from ..keys import SLOT_COUNT, clean_path, slot_of
 from ..limits import PREAUTH_TIMEOUT, Limits
 from ..logs import RateLimitedLog
@@ -50,6 +55,7 @@ from ..query import Entry, filter_from_wire
 
 if TYPE_CHECKING:
     from ..cluster.repair import AntiEntropy
+    from ..cluster.rotation import SecretRotation
 
 log = logging.getLogger(__name__)
 # refused peers are an attacker's to multiply: one line per kind per 10 s
@@ -71,10 +77,15 @@ RebalanceHandler = Callable[[wire.Rebalance], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated peer on a stream and the role it proved."""
+    """The authenticated peer on a stream and the role it proved (with a named token:
+    its name and key, checked again before each request; with a role token: the
+    generation of the cluster secret it derives from, keyring.py)."""
 
     peer: str
     role: str
+    token: str = ""
+    key: bytes = b""
+    generation: int | None = None
 
 
 class NodeServer:
@@ -85,7 +96,7 @@ class NodeServer:
         state: ClusterState,
         member_index: int,
         peer_id: str,
-        secret: bytes,
+        secret: bytes | Keyring,
         limits: Limits,
         disable_delete: bool = False,
         on_join: JoinHandler | None = None,
@@ -99,10 +110,14 @@ class NodeServer:
         self.clock = HybridClock(peer_id)
         # set by the daemon once the node's anti-entropy exists (it needs the caller)
         self.anti_entropy: AntiEntropy | None = None
+        # named tokens and S3 keys; set by the daemon (it needs the caller too)
+        self.credentials: CredentialBook | None = None
+        # rotating the cluster secret; set by the daemon likewise
+        self.rotation: SecretRotation | None = None
         self.state = state
         self.index = member_index
         self.peer_id = peer_id
-        self.secret = secret
+        self.keyring = secret if isinstance(secret, Keyring) else Keyring(secret)
         self.limits = limits
         self.disable_delete = disable_delete
         self._key_locks = KeyLocks()
@@ -127,6 +142,8 @@ class NodeServer:
             wire.GetMap: self._get_map,
             wire.Join: self._join,
             wire.Rebalance: self._rebalance,
+            wire.Admin: self._admin_request,
+            wire.SecretFetch: self._secret_fetch,
         }
 
     # -- stream loop --------------------------------------------------------------------
@@ -148,7 +165,8 @@ class NodeServer:
 
         try:
             with trio.fail_at(deadline):
-                role = await server_handshake(chan, self.secret, welcome)
+                proven = await server_handshake(chan, self.keyring, welcome,
+                                                named=self._named_key)
         except trio.TooSlowError:
             _limited.info("handshake timeout", "peer %s did not finish the handshake in time",
                           peer)
@@ -157,14 +175,26 @@ class NodeServer:
             _limited.warning(("refused", type(e).__name__), "refused peer %s: %s", peer, e)
             await self._try_final_error(chan, e)
             return
-        if role is None:
+        if proven is None:
             return
-        caller = Caller(peer, role)
+        caller = Caller(peer, proven.role, proven.token, proven.key, proven.generation)
         while True:
             try:
                 with trio.move_on_after(IDLE_TIMEOUT) as idle:
                     msg = await chan.receive()
                 if idle.cancelled_caught or msg is None:
+                    return
+                if caller.token and not await self._still_valid(caller):
+                    await self._try_final_error(chan, Unauthorized(
+                        f"token {caller.token!r} was revoked"))
+                    return
+                if (caller.generation is not None
+                        and self.keyring.expired(caller.generation)
+                        and not (caller.role == "node" and isinstance(msg, wire.SecretFetch))):
+                    # past the grace, the old node secret may only fetch the new one
+                    await self._try_final_error(chan, Unauthorized(
+                        f"the cluster secret this {caller.role} token derives from was "
+                        "rotated; ask the operator for the new token"))
                     return
                 await chan.send(await self._answer(msg, caller))
             except (ProtocolError, TooLarge) as e:
@@ -198,6 +228,21 @@ class NodeServer:
         except Exception as e:  # a bug must not take the node down; report it
             log.exception("internal error serving %s from %s", type(msg).__name__, caller.peer)
             return error_message(InternalError(f"internal error: {type(e).__name__}: {e}"))
+
+    async def _named_key(self, name: str, role: str) -> bytes | None:
+        book = self.credentials
+        if book is None:
+            return None
+        return book.token_key(name, role) or await book.look_up_token(name, role)
+
+    async def _still_valid(self, caller: Caller) -> bool:
+        book = self.credentials
+        if book is None:
+            return False
+        # the copy may be a moment older than the token: ask the cluster before refusing
+        return book.still_valid(caller.token, caller.role, caller.key) or (
+            await book.look_up_token(caller.token, caller.role) is not None
+            and book.still_valid(caller.token, caller.role, caller.key))
 
     async def _try_final_error(self, chan: MessageChannel, e: DSClusterError) -> None:
         try:
@@ -249,6 +294,12 @@ class NodeServer:
             )
         return value
 
+    def _internal_only(self, keys: Collection[str], caller: Caller) -> None:
+        """The cluster's own records (credentials.py) are for nodes only."""
+        if caller.role != "node" and any(internal(k) for k in keys):
+            raise Forbidden("keys under /.dscluster are the cluster's own; no client may "
+                            "read or write them")
+
     def _no_delete(self) -> None:
         if self.disable_delete:
             raise Forbidden("deletes are disabled on this node")
@@ -259,14 +310,23 @@ class NodeServer:
             raise Forbidden(f"{what} needs the admin token (admin.token, written by dscfg "
                             f"cluster); this client holds a {caller.role} token")
 
+    def _current_secret(self, caller: Caller, what: str) -> None:
+        """During a rotation's grace the old secret still reads and writes, but it may not
+        mint what outlives the grace (named tokens, S3 keys, another rotation, a member)."""
+        if caller.generation is not None and caller.generation < self.keyring.generation:
+            raise Forbidden(f"{what} needs a token of the cluster's new secret (generation "
+                            f"{self.keyring.generation}); this one is of the rotated one")
+
     # -- handlers -----------------------------------------------------------------------
     async def _read_record(self, m: wire.ReadRecord, caller: Caller) -> wire.Message:
+        self._internal_only([m.key], caller)
         held = await self.replica.read(self._key(m.key), value=m.value)
         return wire.Record(hlc=held.version.hlc, writer=held.version.writer,
                            state=held.state, size=held.size, value=held.value)
 
     async def _write_records(self, m: wire.WriteRecords, caller: Caller) -> wire.Message:
         ops = self._versioned_ops(m.ops, owned=True, new=not m.repair)
+        self._internal_only([op.key for op in ops], caller)
         cmap = self.state.map
         if ops and not m.repair and m.layout_epoch < cmap.layout_epoch:
             # The writer's map predates a slot move: it may not send to the targets,
@@ -285,6 +345,7 @@ class NodeServer:
         if not 0 <= m.target < len(self.state.map.members) or m.target == self.index:
             raise InvalidArgument(f"no other member {m.target} to keep hints for")
         ops = self._versioned_ops(m.ops, owned=False, new=False)
+        self._internal_only([op.key for op in ops], caller)
         if self.replica.hint_count() + len(ops) > MAX_HINTS:
             raise Unavailable(f"node {self.index} already keeps {MAX_HINTS} hints")
         await self.replica.add_hints(m.target, ops)
@@ -300,6 +361,7 @@ class NodeServer:
                     and (raw[1] is None or isinstance(raw[1], bytes))):
                 raise InvalidArgument("batch operations must be [key, value or nil]")
             ops.append(self._checked_op(raw[0], raw[1], ZERO, owned=True))
+        self._internal_only([op.key for op in ops], caller)
         await self._refuse_overwrites(ops)
         return wire.Ok()
 
@@ -372,8 +434,9 @@ class NodeServer:
             raise InvalidArgument(
                 f"page limit must be 1..{self.limits.max_page_entries}")
         entries, cursor = await self.replica.slot_versions(m.slot, m.start_after, m.limit)
-        return wire.VersionPage(
-            entries=[[k, v.hlc, v.writer, dead] for k, v, dead in entries], cursor=cursor)
+        hidden = caller.role != "node"
+        return wire.VersionPage(entries=[[k, v.hlc, v.writer, dead] for k, v, dead in entries
+                                         if not (hidden and internal(k))], cursor=cursor)
 
     async def _slot_query(self, m: wire.SlotQuery, caller: Caller) -> wire.Message:
         if not 1 <= m.limit <= self.limits.max_page_entries:
@@ -396,10 +459,13 @@ class NodeServer:
             raise CatchingUp(f"node {self.index} has not caught up on slot {behind} since "
                              "it started; another owner lists it")
 
+        hidden = caller.role != "node"
+
         def wanted(e: Entry) -> bool:
             # the client asks each slot of one owner; keys in other slots (another
             # owner lists them, or they were left behind by a move) are not reported
-            return bool(wanted_slots[slot_of(e.key)]) and all(f(e) for f in filters)
+            return (bool(wanted_slots[slot_of(e.key)]) and not (hidden and internal(e.key))
+                    and all(f(e) for f in filters))
 
         page = await self.store.scan(
             prefix, start_after=m.start_after, reverse=m.reverse, limit=m.limit,
@@ -439,6 +505,7 @@ class NodeServer:
             "members": self.liveness.view(),
             "replication": cmap.replication,
             "hints": self.replica.hint_count(),
+            "secret_generation": self.keyring.generation,
             **({"repair": self.anti_entropy.progress()} if self.anti_entropy else {}),
         })
 
@@ -454,6 +521,29 @@ class NodeServer:
             self._admin(caller)
         return wire.RebalanceStatus(status=await self.on_rebalance(m))
 
+    async def _admin_request(self, m: wire.Admin, caller: Caller) -> wire.Message:
+        self._admin(caller, "managing the cluster's credentials")
+        self._current_secret(caller, "managing the cluster's credentials")
+        if self.credentials is None:
+            raise Unavailable(f"node {self.index} keeps no cluster credentials")
+        return wire.AdminResult(result=await admin.handle(self.credentials, m.action, m.args,
+                                                          self.rotation))
+
+    async def _secret_fetch(self, m: wire.SecretFetch, caller: Caller) -> wire.Message:
+        # the old node secret gets a caller this far; only its peer id, which Noise
+        # proves on libp2p, tells a member from someone who merely learnt that secret
+        if self.rotation is None:
+            raise Unavailable(f"node {self.index} does not rotate secrets")
+        if caller.role != "node":
+            raise Forbidden("only members fetch the cluster secret")
+        if caller.peer == ANONYMOUS:
+            raise Forbidden("fetch the cluster secret over libp2p: the data lane does not "
+                            "identify the caller")
+        member = self.state.map.member_by_peer(caller.peer)
+        if member is None or member.state != JOINED:
+            raise Forbidden(f"peer {caller.peer} is not a member of this cluster")
+        return self.rotation.answer(m)
+
     async def _join(self, m: wire.Join, caller: Caller) -> wire.Message:
         if self.on_join is None:
             raise Forbidden("this node is not the bootstrapper; join through the bootstrapper")
@@ -461,4 +551,7 @@ class NodeServer:
             raise Forbidden("only nodes holding the cluster secret may join")
         if caller.peer == ANONYMOUS:
             raise Forbidden("join over libp2p: the data lane does not identify the caller")
+        if self.state.map.member_by_peer(caller.peer) is None:
+            # a member re-announcing itself may still dial with the old secret
+            self._current_secret(caller, "joining as a new member")
         return wire.MapData(map=await self.on_join(caller.peer, m))

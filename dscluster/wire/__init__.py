@@ -2,11 +2,14 @@
 
 from ._connection import NEED_DATA, TRANSITIONS, Connection, Role, State, encode_frame
 from ._messages import (
+    KEY_ID_BYTES,
     MESSAGE_TYPES,
     MIN_PROTOCOL_VERSION,
     NONCE_BYTES,
     PROOF_BYTES,
     PROTOCOL_VERSION,
+    Admin,
+    AdminResult,
     Auth,
     Challenge,
     CheckBatch,
@@ -26,6 +29,8 @@ from ._messages import (
     Record,
     Repair,
     RepairReport,
+    SecretData,
+    SecretFetch,
     Size,
     SlotDigests,
     SlotQuery,
@@ -42,11 +47,14 @@ from ._messages import (
 )
 
 __all__ = [
-    "MESSAGE_TYPES", "MIN_PROTOCOL_VERSION", "NEED_DATA", "NONCE_BYTES", "PROOF_BYTES",
+    "KEY_ID_BYTES", "MESSAGE_TYPES", "MIN_PROTOCOL_VERSION", "NEED_DATA", "NONCE_BYTES",
+    "PROOF_BYTES",
     "PROTOCOL_VERSION", "TRANSITIONS",
-    "Auth", "Challenge", "CheckBatch", "Connection", "Digests", "DiskUsage", "Error",
+    "Admin", "AdminResult", "Auth", "Challenge", "CheckBatch", "Connection", "Digests",
+    "DiskUsage", "Error",
     "GetMap", "Hello", "Join", "MapData", "Message", "Ok", "QueryPage", "ReadRecord",
-    "Rebalance", "RebalanceStatus", "Record", "Repair", "RepairReport", "Role", "Size",
+    "Rebalance", "RebalanceStatus", "Record", "Repair", "RepairReport", "Role", "SecretData",
+    "SecretFetch", "Size",
     "SlotDigests", "SlotQuery", "SlotVersions",
     "State", "Stats", "StatsData", "StoreHints", "Sync", "VersionPage", "Welcome",
     "WriteRecords", "Written", "decode_message", "encode_frame",

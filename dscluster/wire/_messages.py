@@ -25,11 +25,15 @@ from ..errors import LocalProtocolError, RemoteProtocolError
 # 4: slot moves and membership changes: Rebalance, the writer's layout epoch in
 #    WriteRecords, a rate in Repair, joining as a new member or in a dead one's place
 #    (each new field is one a version 3 peer never sees unless that feature is used)
-PROTOCOL_VERSION = 4
+# 5: a named token in Hello, Admin requests (cluster credentials, cluster/admin.py), the
+#    key id in Hello and SecretFetch (rotating the cluster secret, keyring.py); a client
+#    that sends a key id needs a version 5 node, so nodes are upgraded first
+PROTOCOL_VERSION = 5
 # the oldest version a node still talks to (the handshake accepts the range)
 MIN_PROTOCOL_VERSION = 3
 NONCE_BYTES = 32
 PROOF_BYTES = 32  # HMAC-SHA256
+KEY_ID_BYTES = 8  # which secret's key a role token is (keyring.key_id)
 
 
 def _is_int(v: Any) -> bool:
@@ -49,6 +53,7 @@ _CHECKS = {
     "bytes?": lambda v: v is None or isinstance(v, bytes),
     # nonces and proofs: anything shorter or longer is refused before it is used
     **{f"bytes[{n}]": _bytes_of(n) for n in (NONCE_BYTES, PROOF_BYTES)},
+    f"bytes[0|{KEY_ID_BYTES}]": lambda v: isinstance(v, bytes) and len(v) in (0, KEY_ID_BYTES),
     "list": lambda v: isinstance(v, list),
     "dict": lambda v: isinstance(v, dict),
     "dict?": lambda v: v is None or isinstance(v, dict),
@@ -91,10 +96,16 @@ class Hello(Message):
 
     TYPE = 1
     KIND = "hello"
-    SHAPES = ("int", "str", f"bytes[{NONCE_BYTES}]")
+    SHAPES = ("int", "str", f"bytes[{NONCE_BYTES}]", "str", f"bytes[0|{KEY_ID_BYTES}]")
+    ADDED = 3
     version: int = PROTOCOL_VERSION
     role: str  # "node", "client", "readonly" or "admin"
     nonce: bytes
+    # the name of a named token (auth.py); "" for a role token
+    token: str = ""
+    # a role token's key id: during a secret rotation it tells the node which secret's
+    # key to prove (keyring.py); b"": the node's current secret
+    key_id: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,8 +217,8 @@ class SlotVersions(Message):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SlotQuery(Message):
     """One page of a key-ordered scan of the given slots (``[[first, end), ...]``); the
-    next page is another SlotQuery from the cursor. The client picks one live owner per
-    slot, so replicas are never listed twice. A node that has not caught up on a slot
+    next page is another SlotQuery from the cursor. The client asks a read quorum of
+    owners per slot and compares their answers key by key. A node that has not caught up on a slot
     since it started refuses it (catching_up) unless ``catching_up_ok``: every owner
     of the slot is catching up."""
 
@@ -417,6 +428,53 @@ class RebalanceStatus(Message):
     status: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admin(Message):
+    """An operator's request about the cluster's credentials (cluster/admin.py:
+    ``action`` one of its ACTIONS, ``args`` its string arguments); any member answers,
+    for the admin token only."""
+
+    TYPE = 35
+    KIND = "request"
+    SHAPES = ("str", "dict")
+    action: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminResult(Message):
+    TYPE = 55
+    KIND = "response"
+    SHAPES = ("dict",)
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretFetch(Message):
+    """A member asks another for the cluster secret newer than its ``generation``
+    (cluster/rotation.py); answered only to members of the map, over libp2p."""
+
+    TYPE = 36
+    KIND = "request"
+    SHAPES = ("int",)
+    generation: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretData(Message):
+    """The answering node's secret ``generation``; ``secret`` is b"" unless that is newer
+    than the one asked about. The previous secret works until ``deadline_ms`` (Unix ms);
+    members dial with the new one from ``switch_ms``."""
+
+    TYPE = 56
+    KIND = "response"
+    SHAPES = ("int", "bytes", "int", "int")
+    generation: int
+    secret: bytes
+    switch_ms: int
+    deadline_ms: int
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -424,7 +482,8 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         CheckBatch, ReadRecord, WriteRecords, StoreHints, SlotDigests, SlotVersions, SlotQuery,
         Repair, Sync, DiskUsage, Stats, GetMap, Join,
         Ok, Record, Written, Digests, Size, VersionPage, RepairReport, QueryPage, MapData,
-        StatsData, Error, Rebalance, RebalanceStatus,
+        StatsData, Error, Rebalance, RebalanceStatus, Admin, AdminResult, SecretFetch,
+        SecretData,
     )
 }
 

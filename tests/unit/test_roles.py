@@ -35,7 +35,8 @@ def test_the_admin_token_derives_from_the_secret_one_way():
     assert admin.encode().startswith("dsc1:admin:")
     assert Token.parse(admin.encode()) == admin
     assert role_key(new_secret(), "admin") != admin.key
-    with pytest.raises(ConfigError, match=re.escape("dsc1:node|client|readonly|admin:<key>")):
+    expected = "dsc1:node|client|readonly|admin:[<name>:]<key>"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         Token.parse("dsc1:root:" + admin.encode().split(":")[2])
 
 

@@ -257,7 +257,8 @@ def test_every_message_type_is_exported_and_unique():
 
 # one of each message type, every field set to something other than its default
 ONE_OF_EACH: list[wire.Message] = [
-    wire.Hello(version=wire.PROTOCOL_VERSION, role="node", nonce=b"n" * 32),
+    wire.Hello(version=wire.PROTOCOL_VERSION, role="client", nonce=b"n" * 32,
+               token="ci-runner", key_id=b"k" * wire.KEY_ID_BYTES),
     wire.Challenge(nonce=b"s" * 32, proof=b"p" * 32),
     wire.Auth(proof=b"q" * 32),
     wire.Welcome(epoch=9, node_index=2, role="node"),
@@ -289,6 +290,10 @@ ONE_OF_EACH: list[wire.Message] = [
     wire.Error(code="stale", message="m", detail={"hlc": 5}),
     wire.Rebalance(action="remove", rate=1 << 20, node=3, weights={"1": 2.5, "2": 0}),
     wire.RebalanceStatus(status={"state": "moving", "slots_done": 3}),
+    wire.Admin(action="token-revoke", args={"name": "ci-runner"}),
+    wire.AdminResult(result={"tokens": [{"name": "a", "role": "client"}]}),
+    wire.SecretFetch(generation=3),
+    wire.SecretData(generation=4, secret=b"s" * 32, switch_ms=1, deadline_ms=2),
 ]
 
 

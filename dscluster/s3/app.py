@@ -1,4 +1,8 @@
-"""The ASGI application: parse, authenticate, route, dispatch, answer.
+"""The ASGI application: parse, authenticate, route, authorize, dispatch, answer.
+
+Unsigned requests pass authentication and are judged like any other caller by
+``acl.authorize`` (and, for an object's GET and HEAD, by its ACL in
+``storage.find_object``): they may read what is public-read, nothing else.
 
 Every request gets one id (``x-amz-request-id``, ``<RequestId>`` and its log lines,
 made by observe.py). Errors from any layer end here: an ``S3Error`` as it is, a dscluster
@@ -14,10 +18,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from ..cluster.credentials import CredentialBook
 from ..datastore import Datastore
 from ..errors import DSClusterError
 from ..metrics import NodeMetrics
-from . import buckets, listing, multipart, objects
+from . import acl, buckets, listing, multipart, objects
 from .body import drain
 from .context import Gateway, Handler
 from .errors import S3Error, s3_error_from
@@ -34,7 +39,7 @@ from .http import (
 from .observe import ACCESS_SCOPE, Access, Observed
 from .router import Endpoint, route
 from .settings import S3Settings
-from .sigv4 import authenticate
+from .sigv4 import Authorized, authenticate
 
 log = logging.getLogger("dscluster.s3")
 
@@ -61,6 +66,10 @@ HANDLERS: dict[Endpoint, Handler] = {
     Endpoint.COMPLETE_MULTIPART_UPLOAD: multipart.complete_upload,
     Endpoint.ABORT_MULTIPART_UPLOAD: multipart.abort_upload,
     Endpoint.LIST_PARTS: multipart.list_parts,
+    Endpoint.GET_BUCKET_ACL: acl.get_bucket_acl,
+    Endpoint.PUT_BUCKET_ACL: acl.put_bucket_acl,
+    Endpoint.GET_OBJECT_ACL: acl.get_object_acl,
+    Endpoint.PUT_OBJECT_ACL: acl.put_object_acl,
 }
 
 
@@ -86,16 +95,21 @@ def as_s3_error(exc: Exception) -> S3Error:
     return S3Error("InternalError")
 
 
-def gateway_app(ds: Datastore, settings: S3Settings, metrics: NodeMetrics) -> Observed:
+def gateway_app(ds: Datastore, settings: S3Settings, metrics: NodeMetrics,
+                credentials: CredentialBook | None = None) -> Observed:
     """The gateway with its metrics and access log (observe.py)."""
-    return Observed(S3App(ds, settings), metrics)
+    return Observed(S3App(ds, settings, credentials), metrics)
 
 
 class S3App:
-    """The gateway as an ASGI 3 application over a Datastore."""
+    """The gateway as an ASGI 3 application over a Datastore. Its credentials are the
+    node's own (``s3.credentials`` in config.json) and, with ``credentials``, the
+    cluster's (`dsclient s3-key`, cluster/credentials.py)."""
 
-    def __init__(self, ds: Datastore, settings: S3Settings) -> None:
+    def __init__(self, ds: Datastore, settings: S3Settings,
+                 credentials: CredentialBook | None = None) -> None:
         self.gw = Gateway(ds, settings)
+        self.credentials = credentials
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -110,11 +124,7 @@ class S3App:
                     return
 
     async def _handle(self, req: Request, access: Access) -> Response:
-        settings = self.gw.settings
-        req.auth = authenticate(req.method, req.path, req.query_pairs, req.headers,
-                                secret_for=settings.secret_for,
-                                allow_anonymous=settings.allow_anonymous,
-                                now=datetime.now(UTC), raw_path=req.raw_path)
+        req.auth = await self._authenticate(req)
         access.access_key = req.auth.access_key
         # a presigned URL's signed x-amz-* query values stand for the headers they name
         req.headers += req.auth.query_headers
@@ -123,7 +133,33 @@ class S3App:
         where = route(req.method, req.path, req.query,
                       copy_source=req.header("x-amz-copy-source") is not None)
         access.operation, access.bucket, access.key = where.endpoint.value, where.bucket, where.key
+        await acl.authorize(self.gw, req, where)
         return await HANDLERS[where.endpoint](self.gw, req, where)
+
+    def _secret_for(self, access_key: str) -> str | None:
+        found = self.gw.settings.secret_for(access_key)
+        if found is None and self.credentials is not None:
+            return self.credentials.s3_secret(access_key)
+        return found
+
+    async def _authenticate(self, req: Request) -> Authorized:
+        def check() -> Authorized:
+            return authenticate(req.method, req.path, req.query_pairs, req.headers,
+                                secret_for=self._secret_for, allow_anonymous=True,
+                                now=datetime.now(UTC), raw_path=req.raw_path)
+
+        book = self.credentials
+        try:
+            auth = check()
+        except S3Error as e:
+            # a key added on another node a moment ago: ask the cluster, then check again
+            unknown = e.fields.get("AWSAccessKeyId") if e.code == "InvalidAccessKeyId" else None
+            if book is None or unknown is None or await book.look_up_s3(unknown) is None:
+                raise
+            auth = check()
+        if book is not None and auth.access_key is not None:
+            book.used(auth.access_key)
+        return auth
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         # observe.Observed made the request's one id; called bare (tests), it gets its own

@@ -5,10 +5,12 @@ ListBuckets pages by name (max-buckets, continuation-token). A repeated CreateBu
 succeeds in us-east-1, as on AWS.
 
 A bucket exists when its record ``/.s3/buckets/<B>`` does; its objects are the keys
-under ``/<B>``. Every credential may use every bucket (there are no ACLs), so all
-buckets have one owner (``xml.OWNER``). Creating a bucket over a datastore prefix that
+under ``/<B>``. The record names the bucket's owner, the credential that created it
+(grants.py), and ListBuckets shows a caller its own buckets (and those from before
+owners, which are everyone's). The other endpoints run once ``acl.authorize`` has found
+the bucket and let the caller in. Creating a bucket over a datastore prefix that
 already holds keys (``/blocks`` of dsclient and Kubo, a dsclient ``/health/…``) would
-hand those keys to every S3 credential, so CreateBucket does that only for the names
+hand those keys to an S3 credential, so CreateBucket does that only for the names
 the operator listed in ``adopt_prefixes``.
 """
 
@@ -19,19 +21,13 @@ from . import keymap
 from .body import RequestBody
 from .context import Gateway
 from .errors import S3Error
+from .grants import Caller, owner_nodes, requested_acl
 from .http import Request, Response, xml_response
 from .listing import decode_token, encode_token, first_object
-from .meta import BucketRecord, decode, encode, now_ms
+from .meta import PRIVATE, BucketRecord, decode, encode, now_ms
 from .router import Route
-from .storage import (
-    bucket_record,
-    delete_prefix,
-    first_key_under,
-    gather,
-    open_query,
-    require_bucket,
-)
-from .xml import OWNER, Node, iso8601
+from .storage import bucket_record, delete_prefix, first_key_under, gather, open_query
+from .xml import Node, iso8601
 
 # a CreateBucketConfiguration is a few hundred bytes
 MAX_CONFIG_BODY = 64 << 10
@@ -40,8 +36,9 @@ MAX_BUCKETS = 10000
 
 
 async def list_buckets(gw: Gateway, req: Request, route: Route) -> Response:
-    """ListBuckets, by name, ``max-buckets`` at a time (``continuation-token``), maybe
-    only those starting with ``prefix``."""
+    """ListBuckets: the caller's, by name, ``max-buckets`` at a time
+    (``continuation-token``), maybe only those starting with ``prefix``."""
+    caller = Caller.of(req.auth, gw.settings)
     max_buckets = req.count_param("max-buckets", MAX_BUCKETS)
     if not 1 <= max_buckets <= MAX_BUCKETS:
         raise S3Error("InvalidArgument", f"max-buckets must be from 1 to {MAX_BUCKETS}.",
@@ -61,7 +58,7 @@ async def list_buckets(gw: Gateway, req: Request, route: Route) -> Response:
                 if name > prefix:
                     break  # names are sorted: none further starts with it
                 continue
-            if record is None:
+            if record is None or not caller.owns(record):
                 continue
             if len(buckets) == max_buckets:
                 truncated = True
@@ -70,7 +67,8 @@ async def list_buckets(gw: Gateway, req: Request, route: Route) -> Response:
                                        ("CreationDate", iso8601(record.created_ms))]))
             after = name
     return xml_response("ListAllMyBucketsResult", [
-        ("Owner", OWNER), ("Buckets", buckets), ("Prefix", prefix or None),
+        ("Owner", owner_nodes(caller.access_key, caller)), ("Buckets", buckets),
+        ("Prefix", prefix or None),
         ("ContinuationToken", encode_token((after, False)) if truncated and after else None),
     ])
 
@@ -78,6 +76,8 @@ async def list_buckets(gw: Gateway, req: Request, route: Route) -> Response:
 async def create_bucket(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None
     keymap.check_bucket_name(route.bucket)
+    caller = Caller.of(req.auth, gw.settings)
+    acl = requested_acl(req) or PRIVATE
     # the optional CreateBucketConfiguration only names a location: there is one
     body = RequestBody(req, max_size=MAX_CONFIG_BODY)
     await body.read_all()
@@ -85,6 +85,8 @@ async def create_bucket(gw: Gateway, req: Request, route: Route) -> Response:
     bucket = route.bucket
     record, held = await gather(lambda: bucket_record(gw.ds, bucket),
                                 lambda: first_key_under(gw.ds, keymap.data_prefix(bucket)))
+    if record is not None and not caller.owns(record):
+        raise S3Error("BucketAlreadyExists", BucketName=bucket)
     if record is not None:
         # us-east-1 answers a repeated CreateBucket with success (datastore-s3's
         # createIfMissing relies on it); every other region with 409
@@ -97,20 +99,18 @@ async def create_bucket(gw: Gateway, req: Request, route: Route) -> Response:
                       f"them as bucket {bucket}, add \"{bucket}\" to adopt_prefixes in the "
                       "s3 section of the node's config.json and restart the node.",
                       BucketName=bucket)
-    await gw.ds.put(keymap.bucket_key(route.bucket), encode(BucketRecord(now_ms())))
+    await gw.ds.put(keymap.bucket_key(route.bucket),
+                    encode(BucketRecord(now_ms(), owner=caller.access_key, acl=acl)))
     return Response(200, [("location", f"/{route.bucket}")])
 
 
 async def head_bucket(gw: Gateway, req: Request, route: Route) -> Response:
-    assert route.bucket is not None
-    await require_bucket(gw.ds, route.bucket)
     return Response(200, [("x-amz-bucket-region", gw.settings.region)])
 
 
 async def delete_bucket(gw: Gateway, req: Request, route: Route) -> Response:
     bucket = route.bucket
     assert bucket is not None
-    await require_bucket(gw.ds, bucket)
     if await first_object(gw.ds, bucket) is not None:
         raise S3Error("BucketNotEmpty", BucketName=bucket)
     if await first_key_under(gw.ds, keymap.uploads_prefix(bucket)) is not None:
@@ -123,14 +123,10 @@ async def delete_bucket(gw: Gateway, req: Request, route: Route) -> Response:
 
 
 async def get_bucket_location(gw: Gateway, req: Request, route: Route) -> Response:
-    assert route.bucket is not None
-    await require_bucket(gw.ds, route.bucket)
     # AWS answers an empty LocationConstraint for us-east-1
     region = gw.settings.region
     return xml_response("LocationConstraint", "" if region == "us-east-1" else region)
 
 
 async def get_bucket_versioning(gw: Gateway, req: Request, route: Route) -> Response:
-    assert route.bucket is not None
-    await require_bucket(gw.ds, route.bucket)
     return xml_response("VersioningConfiguration", [])

@@ -39,6 +39,8 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),
     "KeyTooLongError": (400, "Your key is too long"),
+    "MalformedACLError": (400, "The XML you provided was not well-formed or did not "
+                               "validate against our published schema."),
     "MalformedXML": (400, "The XML you provided was not well-formed or did not validate "
                           "against our published schema."),
     "MetadataTooLarge": (400, "Your metadata headers exceed the maximum allowed metadata "
@@ -61,6 +63,7 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
     "SignatureDoesNotMatch": (403, "The request signature we calculated does not match the "
                                    "signature you provided. Check your key and signing "
                                    "method."),
+    "UnexpectedContent": (400, "This request does not support content."),
     "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not "
                                        "match what was computed."),
 }

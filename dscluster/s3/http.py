@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus, unquote_to_bytes
 import trio
 
 from .errors import S3Error
+from .meta import BucketRecord
 from .sigv4 import Authorized
 from .xml import document
 
@@ -51,6 +52,8 @@ class Request:
     # the path as sent (percent-encoded), which Signature Version 2 signs
     raw_path: str = "/"
     auth: Authorized | None = None
+    # the record of the bucket the request names, once the request is authorized
+    bucket: BucketRecord | None = None
     # how much of the body has been received, and whether all of it
     body_received: int = 0
     body_done: bool = False

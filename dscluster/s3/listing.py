@@ -23,13 +23,13 @@ from urllib.parse import quote
 from ..datastore import Datastore
 from ..query import Entry, FilterKeyCompare, Query
 from . import keymap
+from .acl import shown_owner
 from .context import Gateway
 from .errors import S3Error
 from .http import Request, Response, quote_etag, xml_response
 from .meta import ObjectMeta, decode
 from .router import Route
-from .storage import require_bucket
-from .xml import OWNER, Node, iso8601
+from .xml import Node, iso8601
 
 MAX_KEYS = 1000
 # keys rolled up into one common prefix before the listing seeks past the rest of them
@@ -310,7 +310,7 @@ def _is_common_prefix(p: _Params, key: str) -> bool:
     return key.find(p.delimiter, len(p.prefix)) == len(key) - len(p.delimiter)
 
 
-def _object(item: Listed, owner: bool) -> list[Node]:
+def _object(item: Listed, owner: list[Node] | None) -> list[Node]:
     """The elements of one object in a listing, after its Key (and VersionId)."""
     meta = item.meta
     return [
@@ -318,7 +318,7 @@ def _object(item: Listed, owner: bool) -> list[Node]:
         ("ETag", quote_etag(meta.etag) if meta and meta.etag else None),
         ("Size", item.size),
         ("StorageClass", "STANDARD"),
-        ("Owner", OWNER if owner else None),
+        ("Owner", owner),
     ]
 
 
@@ -326,7 +326,7 @@ def _prefixes(p: _Params, page: Page) -> list[Node]:
     return [("CommonPrefixes", [("Prefix", p.enc(cp))]) for cp in page.prefixes]
 
 
-def _contents(p: _Params, page: Page, owner: bool) -> list[Node]:
+def _contents(p: _Params, page: Page, owner: list[Node] | None) -> list[Node]:
     nodes: list[Node] = [("Contents", [("Key", p.enc(item.key)), *_object(item, owner)])
                          for item in page.contents]
     return nodes + _prefixes(p, page)
@@ -351,7 +351,6 @@ def decode_token(token: str) -> tuple[str, bool]:
 
 async def list_objects_v2(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None
-    await require_bucket(gw.ds, route.bucket)
     p = _params(req)
     # an empty token is no token (some clients send the first page's "")
     token = req.param("continuation-token") or None
@@ -376,13 +375,12 @@ async def list_objects_v2(gw: Gateway, req: Request, route: Route) -> Response:
          encode_token(page.last) if page.truncated and page.last else None),
         ("StartAfter", p.enc(start_after)),
         ("EncodingType", "url" if p.url else None),
-        *_contents(p, page, fetch_owner),
+        *_contents(p, page, shown_owner(gw, req) if fetch_owner else None),
     ])
 
 
 async def list_objects(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None
-    await require_bucket(gw.ds, route.bucket)
     p = _params(req)
     marker = req.param("marker") or ""
     page = await list_page(gw.ds, route.bucket, prefix=p.prefix, delimiter=p.delimiter,
@@ -397,7 +395,7 @@ async def list_objects(gw: Gateway, req: Request, route: Route) -> Response:
         ("IsTruncated", page.truncated),
         ("NextMarker", p.enc(page.last[0]) if page.truncated and page.last else None),
         ("EncodingType", "url" if p.url else None),
-        *_contents(p, page, True),
+        *_contents(p, page, shown_owner(gw, req)),
     ])
 
 
@@ -406,7 +404,6 @@ async def list_object_versions(gw: Gateway, req: Request, route: Route) -> Respo
     version, ``null``, the latest (what cleanup code that deletes every version of
     every object lists)."""
     assert route.bucket is not None
-    await require_bucket(gw.ds, route.bucket)
     p = _params(req)
     key_marker = req.param("key-marker") or ""
     version_marker = req.param("version-id-marker") or None
@@ -423,9 +420,10 @@ async def list_object_versions(gw: Gateway, req: Request, route: Route) -> Respo
                            after_prefix=_is_common_prefix(p, key_marker),
                            max_keys=p.max_keys)
     last = page.last if page.truncated else None
+    owner = shown_owner(gw, req)
     versions: list[Node] = [("Version", [
         ("Key", p.enc(item.key)), ("VersionId", keymap.NULL_VERSION), ("IsLatest", True),
-        *_object(item, True)]) for item in page.contents]
+        *_object(item, owner)]) for item in page.contents]
     return xml_response("ListVersionsResult", [
         ("Name", route.bucket),
         ("Prefix", p.enc(p.prefix)),

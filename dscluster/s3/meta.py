@@ -36,6 +36,9 @@ STORED_HEADERS = (
 # shows (x-amz-meta-ipfs-cid); clients can't set that name themselves
 CID_HEADER = "x-ipfs-cid"
 CID_META = "ipfs-cid"
+# the canned ACLs a bucket or an object may have (grants.py says what they allow)
+PRIVATE = "private"
+PUBLIC_READ = "public-read"
 
 
 def now_ms() -> int:
@@ -75,6 +78,7 @@ class ObjectMeta:
     # the upload a multipart object was completed from, so that a retried
     # CompleteMultipartUpload gets the same answer
     upload_id: str | None = None
+    acl: str = PRIVATE
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 0 or not isinstance(self.mtime_ms, int):
@@ -105,6 +109,10 @@ class ObjectMeta:
 @dataclass(frozen=True, slots=True)
 class BucketRecord:
     created_ms: int
+    # the access key id of the credential that created the bucket; None in records
+    # written before buckets had owners (every credential may use those)
+    owner: str | None = None
+    acl: str = PRIVATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,7 @@ class UploadRecord:
     headers: dict[str, str] = field(default_factory=dict)
     user: dict[str, str] = field(default_factory=dict)
     checksum_algorithm: str | None = None
+    acl: str = PRIVATE
 
 
 @dataclass(frozen=True, slots=True)

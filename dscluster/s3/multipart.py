@@ -24,14 +24,17 @@ from collections.abc import AsyncIterator
 from ..query import Entry, FilterKeyCompare, Query
 from ..unixfs import AddedFile
 from . import keymap
+from .acl import shown_owner
 from .body import RequestBody
 from .checksums import check_algorithm, composite
 from .context import Gateway
 from .errors import S3Error
+from .grants import requested_acl
 from .http import Request, Response, is_count, quote_etag, xml_response
 from .listing import Cursor, successor
 from .meta import (
     CID_HEADER,
+    PRIVATE,
     Checksum,
     ObjectMeta,
     PartRecord,
@@ -57,13 +60,11 @@ from .storage import (
     concat_files,
     delete_prefix,
     find_object,
-    gather,
     get_or_none,
     open_content,
     open_query,
-    require_bucket,
 )
-from .xml import OWNER, Node, child_text, children, iso8601, local, parse
+from .xml import Node, child_text, children, iso8601, local, parse
 
 MAX_LIST = 1000
 # a CompleteMultipartUpload body naming 10000 parts with their checksums
@@ -77,17 +78,15 @@ def _upload_id() -> str:
 
 
 async def _upload(gw: Gateway, req: Request, route: Route) -> tuple[str, UploadRecord]:
-    """(id, record) of the upload a request names; NoSuchBucket / NoSuchUpload."""
+    """(id, record) of the upload a request names, or NoSuchUpload."""
     bucket, key = route.bucket, route.key
     assert bucket is not None and key is not None
     keymap.check_object_key(key)
     upload_id = req.param("uploadId") or ""
     if not keymap.UPLOAD_ID_RE.fullmatch(upload_id):
-        await require_bucket(gw.ds, bucket)
         raise S3Error("NoSuchUpload", UploadId=upload_id)
-    _, raw = await gather(lambda: require_bucket(gw.ds, bucket),
-                          lambda: get_or_none(gw.ds, keymap.upload_key(bucket, key, upload_id)))
-    record = decode(UploadRecord, raw)
+    record = decode(UploadRecord, await get_or_none(gw.ds, keymap.upload_key(bucket, key,
+                                                                             upload_id)))
     if record is None or record.key != key:
         raise S3Error("NoSuchUpload", UploadId=upload_id)
     return upload_id, record
@@ -96,12 +95,12 @@ async def _upload(gw: Gateway, req: Request, route: Route) -> tuple[str, UploadR
 async def create_upload(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None and route.key is not None
     keymap.check_object_key(route.key)
-    await require_bucket(gw.ds, route.bucket)
     content_type, headers, user = stored_fields(req)
     algorithm = req.header("x-amz-checksum-algorithm")
     record = UploadRecord(key=route.key, initiated_ms=now_ms(), content_type=content_type,
                           headers=headers, user=user,
-                          checksum_algorithm=check_algorithm(algorithm) if algorithm else None)
+                          checksum_algorithm=check_algorithm(algorithm) if algorithm else None,
+                          acl=requested_acl(req) or PRIVATE)
     upload_id = _upload_id()
     await gw.ds.put(keymap.upload_key(route.bucket, route.key, upload_id), encode(record))
     resp = xml_response("InitiateMultipartUploadResult", [
@@ -266,7 +265,7 @@ async def complete_upload(gw: Gateway, req: Request, route: Route) -> Response:
     meta = ObjectMeta(size=joined.size, etag=etag, mtime_ms=now_ms(), cid=joined.cid,
                       content_type=upload.content_type, headers=upload.headers,
                       user=upload.user, checksum=checksum, parts=len(chosen),
-                      part_sizes=[r.size for r in chosen], upload_id=upload_id)
+                      part_sizes=[r.size for r in chosen], upload_id=upload_id, acl=upload.acl)
     await check_write_conditions(gw, route.bucket, route.key, conditions)
     await commit(gw.ds, route.bucket, route.key, meta)
     await _forget_upload(gw, route.bucket, route.key, upload_id)
@@ -305,7 +304,8 @@ async def list_parts(gw: Gateway, req: Request, route: Route) -> Response:
             ]))
     return xml_response("ListPartsResult", [
         ("Bucket", route.bucket), ("Key", route.key), ("UploadId", upload_id),
-        ("Initiator", OWNER), ("Owner", OWNER), ("StorageClass", "STANDARD"),
+        ("Initiator", shown_owner(gw, req)), ("Owner", shown_owner(gw, req)),
+        ("StorageClass", "STANDARD"),
         ("PartNumberMarker", marker),
         ("NextPartNumberMarker", last if truncated else None),
         ("MaxParts", max_parts), ("IsTruncated", truncated),
@@ -319,7 +319,7 @@ async def list_uploads(gw: Gateway, req: Request, route: Route) -> Response:
     """ListMultipartUploads, ordered by key and then by initiation (upload id)."""
     bucket = route.bucket
     assert bucket is not None
-    await require_bucket(gw.ds, bucket)
+    owner = shown_owner(gw, req)
     max_uploads = min(req.count_param("max-uploads", MAX_LIST), MAX_LIST)
     prefix, delimiter = req.param("prefix") or "", req.param("delimiter") or ""
     key_marker, id_marker = req.param("key-marker") or "", req.param("upload-id-marker") or ""
@@ -358,7 +358,7 @@ async def list_uploads(gw: Gateway, req: Request, route: Route) -> Response:
                 prefixes.append(key[:cut + len(delimiter)])
                 continue
             uploads.append(("Upload", [
-                ("Key", key), ("UploadId", upload_id), ("Initiator", OWNER), ("Owner", OWNER),
+                ("Key", key), ("UploadId", upload_id), ("Initiator", owner), ("Owner", owner),
                 ("StorageClass", "STANDARD"), ("Initiated", iso8601(record.initiated_ms))]))
     finally:
         await cursor.aclose()

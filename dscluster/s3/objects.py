@@ -22,18 +22,19 @@ from . import keymap
 from .body import RequestBody
 from .context import Gateway
 from .errors import S3Error
+from .grants import Caller, requested_acl
 from .http import Request, Response, etag_list, http_date, quote_etag, xml_response
 from .meta import (
     CID_HEADER,
     CID_META,
     DEFAULT_CONTENT_TYPE,
+    PRIVATE,
     STORED_HEADERS,
     Checksum,
     ObjectMeta,
     now_ms,
 )
 from .router import Route
-from .sigv4 import Authorized
 from .storage import (
     Found,
     add_file,
@@ -42,7 +43,6 @@ from .storage import (
     find_object,
     open_content,
     prepend,
-    require_bucket,
 )
 from .xml import Node, child_text, children, iso8601, local, parse
 
@@ -264,7 +264,8 @@ async def _read(gw: Gateway, req: Request, route: Route, *, head: bool) -> Respo
     if number is not None and req.header("range") is not None:
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber "
                       "query parameter")
-    found = await find_object(gw.ds, route.bucket, route.key, with_data=not head)
+    found = await find_object(gw.ds, route.bucket, route.key, with_data=not head,
+                              reader=Caller.of(req.auth, gw.settings))
     meta = found.meta
     check_conditions(req, meta)
     rng = (part_range(meta, number) if number is not None
@@ -327,12 +328,12 @@ async def put_object(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None and route.key is not None
     keymap.check_object_key(route.key)
     conditions = write_conditions(req)
-    await require_bucket(gw.ds, route.bucket)
+    acl = requested_acl(req) or PRIVATE
     content_type, headers, user = stored_fields(req)
     stored = await receive_body(gw, req, inline=True)
     meta = ObjectMeta(size=stored.size, etag=stored.etag, mtime_ms=now_ms(), cid=stored.cid,
                       content_type=content_type, headers=headers, user=user,
-                      checksum=stored.checksum)
+                      checksum=stored.checksum, acl=acl)
     await check_write_conditions(gw, route.bucket, route.key, conditions)
     await commit(gw.ds, route.bucket, route.key, meta, stored.data)
     return Response(200, [("etag", quote_etag(meta.etag)), *checksum_headers(meta.checksum),
@@ -347,7 +348,6 @@ async def delete_object(gw: Gateway, req: Request, route: Route) -> Response:
     version_id = req.param("versionId")
     if version_id is not None:
         keymap.check_version_id(version_id)
-    await require_bucket(gw.ds, route.bucket)
     await delete_objects(gw.ds, route.bucket, [route.key])
     return Response(204, [] if version_id is None else [("x-amz-version-id", version_id)])
 
@@ -355,7 +355,6 @@ async def delete_object(gw: Gateway, req: Request, route: Route) -> Response:
 async def delete_many(gw: Gateway, req: Request, route: Route) -> Response:
     """DeleteObjects: up to 1000 keys; a missing key counts as deleted (as in S3)."""
     assert route.bucket is not None
-    await require_bucket(gw.ds, route.bucket)
     body = RequestBody(req, max_size=MAX_DELETE_BODY)
     raw = await body.read_all()
     body.verify()
@@ -403,24 +402,20 @@ def parse_copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
-async def check_read_access(gw: Gateway, auth: Authorized | None, bucket: str) -> None:
-    """May this caller read the objects of ``bucket`` (as a copy source)? The one place
-    a per-credential ACL will refine. Today every credential may read every bucket the
-    gateway serves, and an anonymous caller may copy nothing. A name that is no served
-    bucket (the gateway's records under /.s3, the UnixFS blocks under /blocks, values
-    written around the gateway) is NoSuchBucket: those are datastore keys, not objects."""
-    if auth is None or auth.access_key is None:
-        raise S3Error("AccessDenied", "Anonymous requests may not copy objects.")
-    if not keymap.valid_bucket_name(bucket) or not await gw.ds.has(keymap.bucket_key(bucket)):
-        raise S3Error("NoSuchBucket", BucketName=bucket)
-
-
 async def find_copy_source(gw: Gateway, req: Request) -> tuple[str, str, Found]:
     """The object x-amz-copy-source names, once the caller may read it (CopyObject and
-    UploadPartCopy), with the x-amz-copy-source-if-* conditions checked."""
+    UploadPartCopy: an object of its own bucket, or a public-read one), with the
+    x-amz-copy-source-if-* conditions checked. An unsigned caller may copy nothing. A
+    name that is no bucket name (the gateway's records under /.s3, the UnixFS blocks
+    under /blocks, values written around the gateway) is NoSuchBucket: those are
+    datastore keys, not objects."""
     bucket, key = parse_copy_source(req.header("x-amz-copy-source") or "")
-    await check_read_access(gw, req.auth, bucket)
-    found = await find_object(gw.ds, bucket, key, with_data=True)
+    caller = Caller.of(req.auth, gw.settings)
+    if caller.access_key is None:
+        raise S3Error("AccessDenied", "Anonymous requests may not copy objects.")
+    if not keymap.valid_bucket_name(bucket):
+        raise S3Error("NoSuchBucket", BucketName=bucket)
+    found = await find_object(gw.ds, bucket, key, with_data=True, reader=caller)
     check_conditions(req, found.meta, copy_source=True)
     return bucket, key, found
 
@@ -430,7 +425,7 @@ async def copy_object(gw: Gateway, req: Request, route: Route) -> Response:
     to its CID (its blocks are shared, nothing is re-read)."""
     assert route.bucket is not None and route.key is not None
     keymap.check_object_key(route.key)
-    await require_bucket(gw.ds, route.bucket)
+    acl = requested_acl(req) or PRIVATE
     src_bucket, src_key, found = await find_copy_source(gw, req)
     directive = (req.header("x-amz-metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
@@ -439,8 +434,9 @@ async def copy_object(gw: Gateway, req: Request, route: Route) -> Response:
     if (src_bucket, src_key) == (route.bucket, route.key) and directive == "COPY":
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to "
                       "copy an object to itself without changing the object's metadata.")
-    # a copy is not what an upload completed: a retried completion must not take it so
-    meta = replace(found.meta, mtime_ms=now_ms(), upload_id=None)
+    # a copy is not what an upload completed: a retried completion must not take it so;
+    # its ACL is the request's, as on S3, not the source's
+    meta = replace(found.meta, mtime_ms=now_ms(), upload_id=None, acl=acl)
     if directive == "REPLACE":
         content_type, headers, user = stored_fields(req)
         meta = replace(meta, content_type=content_type, headers=headers, user=user)

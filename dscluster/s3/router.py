@@ -45,6 +45,10 @@ class Endpoint(enum.Enum):
     COMPLETE_MULTIPART_UPLOAD = "CompleteMultipartUpload"
     ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
     LIST_PARTS = "ListParts"
+    GET_BUCKET_ACL = "GetBucketAcl"
+    PUT_BUCKET_ACL = "PutBucketAcl"
+    GET_OBJECT_ACL = "GetObjectAcl"
+    PUT_OBJECT_ACL = "PutObjectAcl"
 
 
 class Level(enum.Enum):
@@ -54,11 +58,11 @@ class Level(enum.Enum):
 
 
 # query keys that choose the endpoint, in precedence order
-ROUTING_KEYS = ("uploadId", "uploads", "delete", "location", "versioning", "versions",
-                "list-type")
+ROUTING_KEYS = ("acl", "uploadId", "uploads", "delete", "location", "versioning",
+                "versions", "list-type")
 # subresources S3 has and this gateway does not serve
 UNSUPPORTED_KEYS = frozenset({
-    "accelerate", "acl", "analytics", "attributes", "cors", "encryption",
+    "accelerate", "analytics", "attributes", "cors", "encryption",
     "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metrics",
     "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
@@ -88,6 +92,10 @@ ROUTES: dict[tuple[str, Level, str | None], Endpoint] = {
     ("POST", Level.OBJECT, "uploadId"): Endpoint.COMPLETE_MULTIPART_UPLOAD,
     ("DELETE", Level.OBJECT, "uploadId"): Endpoint.ABORT_MULTIPART_UPLOAD,
     ("GET", Level.OBJECT, "uploadId"): Endpoint.LIST_PARTS,
+    ("GET", Level.BUCKET, "acl"): Endpoint.GET_BUCKET_ACL,
+    ("PUT", Level.BUCKET, "acl"): Endpoint.PUT_BUCKET_ACL,
+    ("GET", Level.OBJECT, "acl"): Endpoint.GET_OBJECT_ACL,
+    ("PUT", Level.OBJECT, "acl"): Endpoint.PUT_OBJECT_ACL,
 }
 
 

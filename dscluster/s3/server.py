@@ -35,6 +35,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr
 
+from ..cluster.credentials import CredentialBook
 from ..datastore import Datastore
 from ..metrics import NodeMetrics
 from .app import gateway_app
@@ -174,12 +175,14 @@ async def serve_s3(
     settings: S3Settings,
     *,
     metrics: NodeMetrics | None = None,
+    credentials: CredentialBook | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the S3 API over ``ds`` until cancelled; ``task_status.started`` gets the
-    bound "host:port" (the real port when settings.listen asks for port 0)."""
+    bound "host:port" (the real port when settings.listen asks for port 0).
+    ``credentials``: the cluster's S3 keys, besides those in ``settings``."""
     use_reason_phrases()
-    app = ASGIWrapper(gateway_app(ds, settings, metrics or NodeMetrics()))
+    app = ASGIWrapper(gateway_app(ds, settings, metrics or NodeMetrics(), credentials))
     config = hypercorn_config(settings)
     context = WorkerContext(None)
     sockets = config.create_sockets()

@@ -15,14 +15,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..cluster.credentials import new_s3_pair
 from ..config import CONFIG_FILE, read_json, write_config
 from ..errors import ConfigError
 from ..limits import fd_limit, fd_share
 from . import keymap
 
-# AWS access key ids are 20 upper-case characters; ours start with a recognisable tag.
-_ACCESS_KEY_PREFIX = "DSCK"
-_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # at most this many connections by default, whatever the descriptor limit (a limit may
 # be "unlimited")
 MAX_DEFAULT_CONNECTIONS = 1024
@@ -53,8 +51,7 @@ class S3Credential:
 
 def new_credential() -> S3Credential:
     """A random credential: 20-character access key id, 40-character secret."""
-    tail = "".join(secrets.choice(_BASE32) for _ in range(20 - len(_ACCESS_KEY_PREFIX)))
-    return S3Credential(_ACCESS_KEY_PREFIX + tail, secrets.token_urlsafe(30))
+    return S3Credential(*new_s3_pair())
 
 
 def _positive_number(v: Any) -> bool:

@@ -192,7 +192,7 @@ def not_signed(*names: str) -> S3Error:
 class Authorized:
     """The outcome of authentication."""
 
-    access_key: str | None  # None for an anonymous request (allow_anonymous)
+    access_key: str | None  # None for an unsigned request (judged by acl.py)
     payload_hash: str  # hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* mode
     signing: SigningContext | None = None  # for STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]
     # the names of the headers the signature covers, query_headers' included

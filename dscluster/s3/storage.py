@@ -22,11 +22,13 @@ import trio
 
 from ..datastore import BatchOp, Datastore
 from ..errors import NotFound
+from ..gc.claims import open_claims
 from ..query import Entry, Query
 from ..unixfs import AddedFile, AddOptions, add_stream, concat, read_file
 from . import keymap
 from .blocks import check_block
 from .errors import S3Error
+from .grants import Caller
 from .meta import BucketRecord, ObjectMeta, decode, encode, pointer
 
 # operations per datastore batch when deleting many keys, well under the cluster's
@@ -82,12 +84,6 @@ async def size_or_none(ds: Datastore, key: str) -> int | None:
         return None
 
 
-async def require_bucket(ds: Datastore, bucket: str) -> None:
-    keymap.check_bucket_name(bucket)
-    if not await ds.has(keymap.bucket_key(bucket)):
-        raise S3Error("NoSuchBucket", BucketName=bucket)
-
-
 async def bucket_record(ds: Datastore, bucket: str) -> BucketRecord | None:
     return decode(BucketRecord, await get_or_none(ds, keymap.bucket_key(bucket)))
 
@@ -106,8 +102,11 @@ class Found:
     data: bytes | None  # an inline object's bytes, when they were read
 
 
-async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool) -> Found:
-    """An object's metadata (and, if asked, inline bytes); NoSuchBucket / NoSuchKey."""
+async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool,
+                      reader: Caller | None = None) -> Found:
+    """An object's metadata (and, if asked, inline bytes); NoSuchBucket / NoSuchKey, and
+    AccessDenied when ``reader`` is given and may not read it (grants.py). The bucket's
+    record is read together with the object, so checking costs no round trip."""
     keymap.check_bucket_name(bucket)
     keymap.check_object_key(key)
     dkey = keymap.data_key(bucket, key)
@@ -118,19 +117,31 @@ async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool) 
             return (None if value is None else len(value)), value
         return await size_or_none(ds, dkey), None
 
-    _, raw_meta, (size, value) = await gather(
-        lambda: require_bucket(ds, bucket),
+    record, raw_meta, (size, value) = await gather(
+        lambda: bucket_record(ds, bucket),
         lambda: get_or_none(ds, keymap.meta_key(bucket, key)), data)
+    if record is None:
+        raise S3Error("NoSuchBucket", BucketName=bucket)
+
+    def missing() -> S3Error:
+        if reader is not None and not reader.may_list(record):
+            return S3Error("AccessDenied")
+        return S3Error("NoSuchKey", Key=key)
+
     if size is None:
-        raise S3Error("NoSuchKey", Key=key)
+        raise missing()
     meta = decode(ObjectMeta, raw_meta)
     if meta is not None and meta.describes(size, value):
-        return Found(meta, value if meta.cid is None else None)
-    if value is None:  # no trustworthy record: the ETag needs the bytes
-        value = await get_or_none(ds, dkey)
-        if value is None:
-            raise S3Error("NoSuchKey", Key=key)
-    return Found(ObjectMeta.foreign(len(value), value), value)
+        found = Found(meta, value if meta.cid is None else None)
+    else:
+        if value is None:  # no trustworthy record: the ETag needs the bytes
+            value = await get_or_none(ds, dkey)
+            if value is None:
+                raise missing()
+        found = Found(ObjectMeta.foreign(len(value), value), value)
+    if reader is not None and not reader.may_read(record, found.meta):
+        raise S3Error("AccessDenied")
+    return found
 
 
 async def commit(ds: Datastore, bucket: str, key: str, meta: ObjectMeta,
@@ -166,12 +177,15 @@ async def delete_prefix(ds: Datastore, prefix: str) -> None:
 
 
 async def add_file(ds: Datastore, source: AsyncIterable[bytes]) -> AddedFile:
-    """Store a byte stream as a UnixFS file with `ipfs add`'s defaults."""
-    return await add_stream(ds, source, options=AddOptions())
+    """Store a byte stream as a UnixFS file with `ipfs add`'s defaults, its blocks
+    claimed for garbage collection (the caller writes its record right after)."""
+    async with open_claims(ds, "S3 upload") as claiming:
+        return await add_stream(claiming, source, options=AddOptions())
 
 
 async def concat_files(ds: Datastore, parts: list[AddedFile]) -> AddedFile:
-    return await concat(ds, parts, options=AddOptions())
+    async with open_claims(ds, "S3 multipart completion") as claiming:
+        return await concat(claiming, parts, options=AddOptions())
 
 
 async def open_content(ds: Datastore, found: Found, offset: int,

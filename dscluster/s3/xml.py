@@ -1,17 +1,19 @@
 """S3's XML: building responses and parsing the few request bodies S3 has.
 
 Responses are built from nested tuples, ``("Name", value-or-children)``, so handlers
-read like the XML they produce. Request bodies are size-bounded by the caller and parsed
-by defusedxml with DTDs forbidden: the parser itself refuses a DOCTYPE, after decoding,
-so no encoding (UTF-16, ...) gets an entity declaration or an external reference past
-it, and S3's bodies never have one.
+read like the XML they produce; a third item, when there is one, holds the element's
+attributes (an ACL's ``Grantee`` has ``xsi:type``). Request bodies are size-bounded by
+the caller and parsed by defusedxml with DTDs forbidden: the parser itself refuses a
+DOCTYPE, after decoding, so no encoding (UTF-16, ...) gets an entity declaration or an
+external reference past it, and S3's bodies never have one.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -20,10 +22,8 @@ from .errors import S3Error
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
-Node = tuple[str, "str | int | bool | Sequence[Node] | None"]
-
-# there are no ACLs: every credential may use every bucket, so everything has one owner
-OWNER: Sequence[Node] = (("ID", "dscluster"), ("DisplayName", "dscluster"))
+Value: TypeAlias = "str | int | bool | Sequence[Node] | None"
+Node: TypeAlias = tuple[str, Value] | tuple[str, Value, Mapping[str, str]]
 
 
 def iso8601(ms: int) -> str:
@@ -39,10 +39,11 @@ def _text(value: str | int | bool) -> str:
 
 
 def _build(parent: ET.Element, nodes: Iterable[Node]) -> None:
-    for name, value in nodes:
+    for node in nodes:
+        name, value = node[0], node[1]
         if value is None:
             continue
-        child = ET.SubElement(parent, name)
+        child = ET.SubElement(parent, name, node[2] if len(node) == 3 else {})
         if isinstance(value, str | int | bool):
             child.text = _text(value)
         else:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from dscluster.cluster.credentials import CredentialBook
 from dscluster.datastore import Datastore
 from dscluster.s3.server import serve_s3
 from dscluster.s3.settings import S3Credential, S3Settings
@@ -35,6 +37,9 @@ from dscluster.store.memory import MemoryStore
 
 ACCESS_KEY = "AKTESTGATEWAY0000001"
 SECRET_KEY = "secret/key+for+tests"
+# a second credential, which owns nothing the first one creates
+OTHER_ACCESS_KEY = "AKTESTGATEWAY0000002"
+OTHER_SECRET_KEY = "another/secret+for+tests"
 REGION = "us-east-1"
 T = TypeVar("T")
 # opens, in the gateway's trio loop, the datastore a test gateway serves
@@ -45,7 +50,8 @@ _names = itertools.count()
 def gateway_settings(**overrides: Any) -> S3Settings:
     base: dict[str, Any] = {
         "listen": "127.0.0.1:0",
-        "credentials": [S3Credential(ACCESS_KEY, SECRET_KEY)],
+        "credentials": [S3Credential(ACCESS_KEY, SECRET_KEY),
+                        S3Credential(OTHER_ACCESS_KEY, OTHER_SECRET_KEY)],
         # small limits keep the large-object and multipart paths fast to test
         "max_value_size": 64 << 10,
         "min_part_size": 256 << 10,
@@ -89,9 +95,11 @@ def run_gateway(
     settings: S3Settings,
     open_ds: OpenDatastore = open_memory_store,
     scheme: str = "http",
+    credentials: Callable[[Datastore], CredentialBook] | None = None,
 ) -> Iterator[Gateway]:
     """The gateway over the datastore ``open_ds`` opens (a MemoryStore by default; the
-    cluster tests pass ``lambda: open_cluster(...)``), in a thread of its own."""
+    cluster tests pass ``lambda: open_cluster(...)``), in a thread of its own; with
+    ``credentials``, also the cluster keys of the book it makes over that datastore."""
     started = threading.Event()
     state: dict[str, Any] = {}
 
@@ -100,7 +108,9 @@ def run_gateway(
             state["ds"] = ds
             state["scope"] = nursery.cancel_scope
             state["token"] = trio.lowlevel.current_trio_token()
-            state["address"] = await nursery.start(serve_s3, ds, settings)
+            state["address"] = await nursery.start(partial(
+                serve_s3, ds, settings,
+                credentials=credentials(ds) if credentials is not None else None))
             started.set()
 
     def thread_main() -> None:

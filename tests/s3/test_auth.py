@@ -288,7 +288,7 @@ def test_presigned_url_may_carry_amz_values_in_its_signed_query(gw: Gateway, s3:
 def test_anonymous_requests_may_not_copy() -> None:
     with run_gateway(gateway_settings(allow_anonymous=True)) as g:
         anon = g.client(signature_version=UNSIGNED)
-        g.client().create_bucket(Bucket="public")
+        anon.create_bucket(Bucket="public")  # no owner: anyone's
         anon.put_object(Bucket="public", Key="k", Body=b"open", Metadata={"a": "1"})
         assert anon.head_object(Bucket="public", Key="k")["Metadata"] == {"a": "1"}
         with pytest.raises(ClientError) as e:

@@ -58,3 +58,22 @@ def test_aws_cli_round_trip(gw: Gateway, tmp_path: Path) -> None:
     assert r.status == 200 and r.data == small.read_bytes()
     aws(gw, tmp_path, "s3", "rb", "--force", "s3://backups")  # deletes the objects first
     assert "backups" not in [b["Name"] for b in gw.client().list_buckets()["Buckets"]]
+
+
+def test_aws_cli_public_read(gw: Gateway, tmp_path: Path) -> None:
+    page = tmp_path / "index.html"
+    page.write_text("<p>public</p>\n")
+    aws(gw, tmp_path, "s3", "mb", "s3://site")
+    aws(gw, tmp_path, "s3", "cp", "--acl", "public-read", str(page), "s3://site/index.html")
+    aws(gw, tmp_path, "s3", "cp", str(page), "s3://site/draft.html")
+    acl = aws(gw, tmp_path, "s3api", "get-object-acl", "--bucket", "site", "--key",
+              "index.html")
+    assert "AllUsers" in acl and '"READ"' in acl
+    http = urllib3.PoolManager(retries=False)
+    r = http.request("GET", f"{gw.url}/site/index.html")
+    assert r.status == 200 and r.data == page.read_bytes()
+    assert http.request("GET", f"{gw.url}/site/draft.html").status == 403
+    assert http.request("GET", f"{gw.url}/site/").status == 403
+    aws(gw, tmp_path, "s3api", "put-bucket-acl", "--bucket", "site", "--acl", "public-read")
+    assert b"draft.html" in http.request("GET", f"{gw.url}/site/").data
+    aws(gw, tmp_path, "s3", "rb", "--force", "s3://site")

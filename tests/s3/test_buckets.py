@@ -86,7 +86,7 @@ def test_errors_are_s3_xml_with_a_request_id(gw: Gateway) -> None:
 def test_method_not_allowed_and_not_implemented(gw: Gateway, bucket: str) -> None:
     r = raw(gw, "POST", "/")
     assert r.status == 405 and b"<Code>MethodNotAllowed</Code>" in r.body
-    r = raw(gw, "GET", f"/{bucket}", query="acl=")
+    r = raw(gw, "GET", f"/{bucket}", query="cors=")
     assert r.status == 501 and b"<Code>NotImplemented</Code>" in r.body
 
 

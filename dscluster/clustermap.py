@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -289,6 +289,23 @@ class ClusterMap:
         first, so that reads of one slot land on one node while it is up; while the slot
         moves the old owners, which hold all of it, before the targets)."""
         return self.write_set(slot)
+
+    def read_groups(self, slots: Sequence[int]) -> dict[tuple[int, ...], list[int]]:
+        """``slots`` grouped by their read set (a map has a few distinct owner lists);
+        the lists are not to be changed."""
+        if slots == range(SLOT_COUNT):
+            return self._all_read_groups
+        return self._group(slots)
+
+    @cached_property
+    def _all_read_groups(self) -> dict[tuple[int, ...], list[int]]:
+        return self._group(range(SLOT_COUNT))
+
+    def _group(self, slots: Sequence[int]) -> dict[tuple[int, ...], list[int]]:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for s in slots:
+            groups.setdefault(self.read_set(s), []).append(s)
+        return groups
 
     def owns(self, index: int, slot: int) -> bool:
         """Whether member ``index`` holds (or is receiving) a replica of ``slot``."""

@@ -207,7 +207,7 @@ class ClusterDatastore:
                        values: bool) -> Entry | None:
         first = group[0][0]
         reported = {member for _, member in group}
-        if (len(reported) >= len(plan.coverage.get(slot_of(first.key), ()))
+        if (len(reported) >= len(plan.covering(slot_of(first.key)))
                 and all((e.value, e.size) == (first.value, first.size) for e, _ in group)):
             return first
         found = await self.replicas.read(first.key, value=values)
@@ -265,8 +265,20 @@ class _SlotCursors:
         self.failed: dict[int, str] = {}
         self.behind: set[int] = set()
         self.redirects = 0
-        # slot -> the members listing it now
+        # slot -> the members listing it now, for the slots whose listers changed; the
+        # others are listed by the first assignment's picks for their owner list
         self.coverage: dict[int, set[int]] = {}
+        self._first: tuple[Any, dict[tuple[int, ...], tuple[int, ...]]] | None = None
+
+    def covering(self, slot: int) -> set[int]:
+        """The members listing ``slot`` now."""
+        got = self.coverage.get(slot)
+        if got is not None:
+            return got
+        if self._first is None:
+            return set()
+        cmap, picks = self._first
+        return set(picks.get(cmap.read_set(slot), ()))
 
     def assign(self, slots: Sequence[int], leaving: int | None
                ) -> dict[tuple[int, bool], list[int]]:
@@ -277,26 +289,48 @@ class _SlotCursors:
         # asked once per member, not once per owner of each of 16384 slots
         down = {m.index for m in cmap.members if self.caller.liveness.refusal(m.index)}
         out: dict[tuple[int, bool], list[int]] = {}
+        if self._first is None:
+            # the first assignment is of every slot, and a map has a few owner lists:
+            # pick once per list (a listing every few seconds, as the credentials'
+            # reload makes, would otherwise cost a loop over 16384 slots each time)
+            picks: dict[tuple[int, ...], tuple[int, ...]] = {}
+            for owners, group in cmap.read_groups(slots).items():
+                live = [o for o in owners if o not in self.failed]
+                up = [o for o in live if o not in down]
+                picked = tuple(up[:need] or live[:1])
+                if not picked:
+                    for s in group:
+                        self._assign_one(cmap, s, set(), need, down, out)
+                    continue
+                picks[owners] = picked
+                for o in picked:
+                    out.setdefault((o, False), []).extend(group)
+            self._first = (cmap, picks)
+            return out
         for s in slots:
-            covering = self.coverage.setdefault(s, set())
+            covering = self.coverage.setdefault(s, self.covering(s))
             covering.discard(leaving)  # type: ignore[arg-type]
-            owners = [o for o in cmap.read_set(s)
-                      if o not in self.failed and o not in covering]
-            up = [o for o in owners if o not in down]
-            # a believed-down owner is dialed only when no other lists the slot
-            picked = up[:need - len(covering)] or (owners[:1] if not covering else [])
-            if not picked and not covering:
-                behind = [o for o in cmap.read_set(s) if o in self.behind]
-                if not behind:
-                    raise Unavailable(f"listing slot {s}: every owner failed: "
-                                      + "; ".join(self.failed.values()))
-                out.setdefault((behind[0], True), []).append(s)
-                covering.add(behind[0])
-                continue
-            for o in picked:
-                out.setdefault((o, False), []).append(s)
-                covering.add(o)
+            self._assign_one(cmap, s, covering, need, down, out)
         return out
+
+    def _assign_one(self, cmap: Any, s: int, covering: set[int], need: int, down: set[int],
+                    out: dict[tuple[int, bool], list[int]]) -> None:
+        self.coverage[s] = covering
+        owners = [o for o in cmap.read_set(s) if o not in self.failed and o not in covering]
+        up = [o for o in owners if o not in down]
+        # a believed-down owner is dialed only when no other lists the slot
+        picked = up[:need - len(covering)] or (owners[:1] if not covering else [])
+        if not picked and not covering:
+            behind = [o for o in cmap.read_set(s) if o in self.behind]
+            if not behind:
+                raise Unavailable(f"listing slot {s}: every owner failed: "
+                                  + "; ".join(self.failed.values()))
+            out.setdefault((behind[0], True), []).append(s)
+            covering.add(behind[0])
+            return
+        for o in picked:
+            out.setdefault((o, False), []).append(s)
+            covering.add(o)
 
     def cursors(self, slots: Sequence[int], after: str | None,
                 leaving: int | None = None) -> list[_NodeCursor]:

@@ -7,6 +7,8 @@ sync on) driven by one client process; the local-store numbers from the same sto
 opened in-process. The key-value numbers are taken twice, on a cluster with replication
 factor 1 and on one with the default (min(3, N), so 3), to price replication; the file
 and S3 numbers, and the absolute targets, use the default, which is what users run.
+The small operations are also timed against redis-py on a 3-master Redis Cluster
+(bench/redis_anchor.py), and every ratio printed with issue 12's target.
 Machines here are shared and noisy: compare ratios within one run.
 """
 
@@ -30,9 +32,14 @@ from dscluster.localcluster import Cluster
 from dscluster.store import open_store
 
 from .bench_s3 import bench_gateway
+from .chunkers import bench_chunkers
 from .files import bench_files
-from .kv import Result, run_kv
+from .kubo_s3 import bench_kubo_s3
+from .kv import Result, run_kv, verdict
+from .profile import bench_profile
+from .redis_anchor import bench_redis, ratio_lines, unavailable_reason
 from .reshard import bench_reshard
+from .scale import bench_scale
 
 ROOT = Path(__file__).resolve().parent.parent
 PERF_DOC = ROOT / "doc" / "performance.md"
@@ -70,6 +77,10 @@ async def bench_local(seconds: float, tmp: Path) -> list[Result]:
         await store.close()
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def cluster_label(replication: int) -> str:
     return f"cluster R={replication}"
 
@@ -83,11 +94,37 @@ async def bench_cluster(seconds: float, cluster: Cluster) -> list[Result]:
         return out
 
 
+def bench_small_ops(tmp: Path, seconds: float) -> list[str]:
+    """``--small-ops``: issue 12's ratios to Redis alone, to rerun them quickly when the
+    machine is quiet: the Redis anchor, then the key-value runs on an R=1 and a default-R
+    cluster, one after the other."""
+    if (why := unavailable_reason()) is not None:
+        return [f"Redis Cluster anchor skipped: {why}"]
+    results = bench_redis(tmp, MATRIX, seconds)
+    for replication in (1, R_DEFAULT):
+        c = Cluster(tmp / f"small-r{replication}", nodes=NODES,
+                    replication=replication).start()
+        try:
+            results += trio.run(bench_cluster, seconds, c)
+        finally:
+            c.stop()
+    by = {(r.what, r.op, r.size, r.concurrency): r for r in results}
+    return [r.line() for r in results] + ratio_lines(by, [1, R_DEFAULT], cluster_label)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     ap.add_argument("--reshard-only", action="store_true",
                     help="only the resharding benchmark (bench/reshard.py)")
+    ap.add_argument("--scale", action="store_true",
+                    help="only the scale benchmark: --keys 1 KiB keys (bench/scale.py)")
+    ap.add_argument("--keys", type=int, default=1_000_000, help="keys for --scale")
+    ap.add_argument("--profile", action="store_true",
+                    help="only where the time goes: CPU, requests, syscalls and hot code per "
+                    "operation (bench/profile.py)")
+    ap.add_argument("--small-ops", action="store_true",
+                    help="only the key-value runs and their ratios to Redis Cluster")
     args = ap.parse_args()
     lines: list[str] = []
 
@@ -95,16 +132,34 @@ def main() -> None:
         print(s, flush=True)
         lines.append(s)
 
+    # the machine is shared: the load others put on it is part of every number
+    say(f"load average at start: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="dscluster-bench-") as t:
         tmp = Path(t)
-        if args.reshard_only:
-            for line in bench_reshard(tmp, R_DEFAULT, args.seconds):
+        if args.reshard_only or args.scale or args.profile or args.small_ops:
+            for line in (bench_scale(tmp, args.keys) if args.scale
+                         else bench_profile(tmp, args.seconds) if args.profile
+                         else bench_small_ops(tmp, args.seconds) if args.small_ops
+                         else bench_reshard(tmp, R_DEFAULT, args.seconds)):
                 say(line)
-            append_report(lines, args.seconds)
+            mode = ("--scale`, bench/scale.py" if args.scale else
+                    "--profile`, bench/profile.py" if args.profile else
+                    "--small-ops`, bench_small_ops in bench/__main__.py" if args.small_ops
+                    else "--reshard-only`, bench/reshard.py")
+            append_report(lines, args.seconds, mode)
             return
+        for line in bench_chunkers():
+            say(line)
         local = trio.run(bench_local, args.seconds, tmp)
         for r in local:
             say(r.line())
+        anchor: list[Result] = []
+        if (why := unavailable_reason()) is not None:
+            say(f"Redis Cluster anchor skipped: {why}")
+        else:
+            anchor = bench_redis(tmp, MATRIX, args.seconds)
+            for r in anchor:
+                say(r.line())
         # stopped before the default-R cluster starts, so the two never share the CPU
         single = Cluster(tmp / "cluster-r1", nodes=NODES, replication=1).start()
         try:
@@ -123,23 +178,27 @@ def main() -> None:
                 say(r.line())
             for line in bench_files(cluster, tmp):
                 say(line)
+            for line in bench_kubo_s3(f"http://127.0.0.1:{s3_port}", cluster.nodes[0].conf, tmp):
+                say(line)
             cred = json.loads((cluster.nodes[0].conf / "config.json").read_text())["s3"]
             gw = bench_gateway(f"http://127.0.0.1:{s3_port}", cred["credentials"][0]["access_key"],
                                cred["credentials"][0]["secret_key"], size=256 * 1024, threads=8,
                                seconds=args.seconds)
         finally:
             cluster.stop()
-        by = {(r.what, r.op, r.size, r.concurrency): r for r in local + remote_r1 + remote}
+        by = {(r.what, r.op, r.size, r.concurrency): r
+              for r in local + anchor + remote_r1 + remote}
         r1, rd = cluster_label(1), cluster_label(R_DEFAULT)
         for size, conc in MATRIX:
             for op in ("put", "get"):
                 base = by[(r1, op, size, conc)].ops_per_s
                 ratio = by[(rd, op, size, conc)].ops_per_s / base
                 target = REPLICATION_TARGETS.get(op) if (size, conc) == (256 * 1024, 8) else None
-                verdict = ("" if target is None else
-                           f" (target >= {target:.2f}: {'met' if ratio >= target else 'NOT met'})")
                 say(f"R={R_DEFAULT} / R=1 {op:<3} {size // 1024:>3} KiB x{conc}: "
-                    f"{ratio:.2f}{verdict}")
+                    f"{ratio:.2f}{verdict(ratio, target)}")
+        if anchor:
+            for line in ratio_lines(by, [1, R_DEFAULT], cluster_label):
+                say(line)
         for op in ("put", "get"):
             native = by[(rd, op, 256 * 1024, 8)].mb_per_s
             mbs = gw[f"{op}_mb_s"]
@@ -158,16 +217,22 @@ def main() -> None:
     append_report(lines, args.seconds)
 
 
-def append_report(lines: list[str], seconds: float) -> None:
+def append_report(lines: list[str], seconds: float, mode: str | None = None) -> None:
+    """Append the run's lines to doc/performance.md; ``mode`` names a partial run, whose
+    own module describes its setup."""
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                          capture_output=True, text=True).stdout.strip() or "unknown"
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = [f"\n### Run {stamp}, commit {rev}\n", f"Machine: {machine()}.  ",
+    block = [f"\n### Run {stamp}, commit {rev}\n", f"Machine: {machine()}; load average "
+             f"at the end {load_average()}.  ",
              f"Each number: {seconds:g} s of load; cluster = {NODES} dscluster processes + 1 "
              "client process on loopback, flatfs with sync on; `cluster R=1` and "
              f"`cluster R={R_DEFAULT}` are two such clusters, run one after the other, with "
              f"replication factor 1 and the default {R_DEFAULT}; files and S3 ran on "
-             f"R={R_DEFAULT}; the reshard run is a cluster of its own (bench/reshard.py).\n",
+             f"R={R_DEFAULT}; the reshard run is a cluster of its own (bench/reshard.py); "
+             "`redis cluster` is redis-py's RedisCluster (threads) on 3 redis-server masters, "
+             "gets without persistence, puts with appendfsync always.\n"
+             if mode is None else f"Only `python -m bench {mode}, says how.\n",
              "```", *lines, "```\n"]
     PERF_DOC.parent.mkdir(exist_ok=True)
     if not PERF_DOC.exists():

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 import trio
 
 from dscluster.datastore import Datastore
+
+
+def verdict(value: float, target: float | None, *, at_most: bool = False) -> str:
+    """`` (target >= T: met)`` or ``NOT met`` (``<=`` with ``at_most``); nothing without
+    a target."""
+    if target is None:
+        return ""
+    met = value <= target if at_most else value >= target
+    return f" (target {'<=' if at_most else '>='} {target:.2f}: {'met' if met else 'NOT met'})"
 
 
 @dataclass
@@ -37,44 +47,60 @@ class Result:
                 f"{self.ops_per_s:9.0f} ops/s {self.mb_per_s:8.1f} MB/s")
 
 
-async def run_kv(ds: Datastore, what: str, size: int, concurrency: int,
-                 seconds: float, prefix: str) -> list[Result]:
+async def _timed(concurrency: int, seconds: float,
+                 worker: Callable[[int, Callable[[], None]], Awaitable[None]]) -> Result:
+    """``concurrency`` workers for ``seconds``; each calls its ``done`` per operation.
+    The Result's labels are filled in by the caller."""
+    count = 0
+
+    def done() -> None:
+        nonlocal count
+        count += 1
+
+    t0 = time.perf_counter()
+    with trio.move_on_after(seconds):
+        async with trio.open_nursery() as n:
+            for w in range(concurrency):
+                n.start_soon(worker, w, done)
+    return Result("", "", 0, concurrency, count, time.perf_counter() - t0)
+
+
+async def put_window(ds: Datastore, what: str, size: int, concurrency: int,
+                     seconds: float, prefix: str) -> tuple[Result, list[str]]:
+    """Puts of new keys for ``seconds``: the result and the keys written."""
     value = os.urandom(size)
     written: list[str] = []
-    counter = 0
 
-    async def put_worker(w: int) -> None:
-        nonlocal counter
+    async def worker(w: int, done: Callable[[], None]) -> None:
         i = 0
         while True:
             k = f"{prefix}/{size}/{concurrency}/{w}/{i}"
             await ds.put(k, value)
             written.append(k)
-            counter += 1
+            done()
             i += 1
 
-    async def timed(worker) -> tuple[int, float]:  # type: ignore[no-untyped-def]
-        nonlocal counter
-        counter = 0
-        t0 = time.perf_counter()
-        with trio.move_on_after(seconds):
-            async with trio.open_nursery() as n:
-                for w in range(concurrency):
-                    n.start_soon(worker, w)
-        return counter, time.perf_counter() - t0
+    r = await _timed(concurrency, seconds, worker)
+    return replace(r, what=what, op="put", size=size), list(written)
 
-    puts, put_s = await timed(put_worker)
-    keys = list(written)
 
-    async def get_worker(w: int) -> None:
-        nonlocal counter
+async def get_window(ds: Datastore, what: str, keys: list[str], size: int,
+                     concurrency: int, seconds: float) -> Result:
+    """Gets of ``keys`` (of ``size`` bytes each), round robin, for ``seconds``."""
+    async def worker(w: int, done: Callable[[], None]) -> None:
         i = w
         while True:
             got = await ds.get(keys[i % len(keys)])
             assert len(got) == size
-            counter += 1
+            done()
             i += concurrency
 
-    gets, get_s = await timed(get_worker)
-    return [Result(what, "put", size, concurrency, puts, put_s),
-            Result(what, "get", size, concurrency, gets, get_s)]
+    r = await _timed(concurrency, seconds, worker)
+    return replace(r, what=what, op="get", size=size)
+
+
+async def run_kv(ds: Datastore, what: str, size: int, concurrency: int,
+                 seconds: float, prefix: str) -> list[Result]:
+    """A put window, then a get window over the keys it wrote."""
+    put, keys = await put_window(ds, what, size, concurrency, seconds, prefix)
+    return [put, await get_window(ds, what, keys, size, concurrency, seconds)]

@@ -11,7 +11,7 @@ On-disk formats and what ``sync`` guarantees: doc/storage.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import STORE_KINDS
 from ..errors import ConfigError
@@ -20,7 +20,9 @@ from .flatfs import FlatFSStore
 from .keyindex import KeyIndex
 from .leveldb import LevelDBStore
 from .memory import MemoryStore
-from .mongo import MongoStore
+
+if TYPE_CHECKING:
+    from .mongo import MongoStore
 
 __all__ = [
     "DEFAULT_THREADS",
@@ -35,6 +37,15 @@ __all__ = [
     "Store",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # pymongo takes a fifth of a second to import: only a mongo node or test pays for it,
+    # not every dsclient command
+    if name == "MongoStore":
+        from .mongo import MongoStore
+        return MongoStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 async def open_store(
@@ -58,6 +69,7 @@ async def open_store(
     if kind == "memory":
         return MemoryStore()
     if kind == "mongo":
+        from .mongo import MongoStore
         return await MongoStore.open(
             uri=mongodb_uri,
             client=mongo_client,

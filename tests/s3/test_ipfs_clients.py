@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 from multiformats import CID
 
+from dscluster.datastore import BatchOp
 from dscluster.query import Query
 from dscluster.s3.settings import S3Settings
 from dscluster.store.memory import MemoryStore
@@ -89,9 +90,11 @@ def test_go_ds_s3_query_pages(gw: Gateway) -> None:
     s3.create_bucket(Bucket="kubo-query")
     keys = sorted(fake_block_key(i) for i in range(1234))
 
-    async def fill() -> None:  # written like dsclient would, straight to the datastore
-        for i, k in enumerate(keys):
-            await gw.ds.put(f"/kubo-query/{k}", b"b" * (i % 7))
+    async def fill() -> None:  # straight to the datastore, as dsclient writes them
+        # one batch: 1234 puts one after the other, each fsynced on its owners, took
+        # over the test's time on a loaded machine
+        await gw.ds.apply([BatchOp(f"/kubo-query/{k}", b"b" * (i % 7))
+                           for i, k in enumerate(keys)])
     gw.call(fill)
     page = s3.list_objects_v2(Bucket="kubo-query", Prefix="", MaxKeys=1000)
     got = [(o["Key"], o["Size"]) for o in page["Contents"]]

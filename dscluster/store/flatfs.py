@@ -11,10 +11,13 @@ Theory of operation. A store directory holds two things:
 A write is go-ds-flatfs's: the value goes to a temp file in ``.temp/`` (fsynced when
 ``sync``), is renamed over the key's file, the directory is fsynced (when ``sync``), and
 only then is the index updated. A delete unlinks, fsyncs the directory (when ``sync``;
-go-ds-flatfs does not, but a delete is a write too), then updates the index. Writes and
-deletes of one key are serialised by striped locks, so the index always records the size
-of the file that won. Nothing is buffered in user space after a write returns, so even
-with ``sync`` off a kill -9 of the process loses nothing acknowledged.
+go-ds-flatfs does not, but a delete is a write too), then updates the index. Before a
+batch renames or unlinks anything, its keys go to the index's journal, so that after a
+kill -9 the next open checks only those files instead of walking the tree (see
+``keyindex``). Writes and deletes of one key are serialised by striped locks, so the
+index always records the size of the file that won. Nothing is buffered in user space
+after a write returns, so even with ``sync`` off a kill -9 of the process loses nothing
+acknowledged.
 
 Every path is relative to an open file descriptor of the flatfs root (``dir_fd``): a
 2048-byte key needs up to about 3.3 KB of relative path, which must not also carry the
@@ -42,6 +45,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import plyvel
 import trio
@@ -82,6 +86,7 @@ log = logging.getLogger(__name__)
 # locks that serialise writes of one key; a key maps to one of them by hash
 _KEY_LOCKS = 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+T = TypeVar("T")
 
 
 class FlatFSStore(ScanQueryMixin):
@@ -109,7 +114,9 @@ class FlatFSStore(ScanQueryMixin):
         # so that a delete never removes a directory a concurrent put is renaming into
         self._long_lock = threading.Lock()
         # how the last open found the index: "clean", or why it was reconciled
-        # ("rebuild": missing/corrupt/old, "dirty": unclean stop, "changed": tree changed)
+        # ("rebuild": missing/corrupt/old; "journal": the process died, its journalled
+        # keys were checked; "dirty": unclean stop, maybe of the machine, the tree was
+        # walked; "changed": the tree changed while closed)
         self.recovery = "clean"
 
     @classmethod
@@ -163,7 +170,17 @@ class FlatFSStore(ScanQueryMixin):
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(TEMP_DIR, dir_fd=self._fd)
         os.mkdir(TEMP_DIR, dir_fd=self._fd)
-        if reason is not None:
+        if reason == "journal":
+            checked = self._index.replay_journal(self._size_on_disk)
+            log.info(
+                "flatfs store at %s: index reconciled (journal): %d journalled keys "
+                "checked, %d keys",
+                self.root,
+                checked,
+                self._index.count,
+            )
+            self.recovery = reason
+        elif reason is not None:
             foreign: list[str] = []
             added, dropped = self._index.reconcile(self._walk(foreign), self._exists)
             log.info(
@@ -211,7 +228,9 @@ class FlatFSStore(ScanQueryMixin):
         return size
 
     async def apply(self, ops: Sequence[BatchOp]) -> None:
-        checked = checked_ops(ops)
+        # the last op of a key wins, as in a Batch or a LevelDB write batch: the temp
+        # files and the index update hold one change per key
+        checked = list({key: (key, value) for key, value in checked_ops(ops)}.values())
         if checked:
             await self._calls.run(self._apply, checked)
 
@@ -257,19 +276,26 @@ class FlatFSStore(ScanQueryMixin):
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"key not found: {key}") from None
 
-    def _exists(self, key: str) -> bool:
+    def _size_on_disk(self, key: str) -> int | None:
+        """The size of a key's file, None if it has none."""
         try:
-            os.stat(self._path(key), dir_fd=self._fd, follow_symlinks=False)
+            return os.stat(self._path(key), dir_fd=self._fd, follow_symlinks=False).st_size
         except (FileNotFoundError, NotADirectoryError):
-            return False
-        return True
+            return None
+
+    def _exists(self, key: str) -> bool:
+        return self._size_on_disk(key) is not None
 
     def _apply(self, ops: list[tuple[str, bytes | None]]) -> None:
         temps: dict[str, str] = {}
         try:
             # the slow part, writing values, runs before any key lock is taken
             self._write_temps([(k, v) for k, v in ops if v is not None], temps)
-            with self._locked(key for key, _ in ops):
+            keys = [key for key, _ in ops]
+            with self._locked(keys):
+                # journalled under the locks: a batch of the same keys that finished
+                # meanwhile would clear the records of this one
+                self._index.journal(keys)
                 done: list[tuple[str, int | None]] = []
                 try:
                     dirty_dirs: set[str] = set()
@@ -279,12 +305,13 @@ class FlatFSStore(ScanQueryMixin):
                         if changed_dir is not None:
                             dirty_dirs.add(changed_dir)
                     if self._sync:
-                        for d in sorted(dirty_dirs):
-                            _fsync_dir(self._fd, d)
+                        _raise_first(_side_by_side(
+                            [functools.partial(_fsync_dir, self._fd, d) for d in dirty_dirs]))
                 finally:
                     # even if a later op failed, the index must follow the files that
-                    # did change, or it would list a deleted value until the next open
-                    self._index.apply(done)
+                    # did change, or it would list a deleted value until the next open;
+                    # the ops not done changed no file, so every key leaves the journal
+                    self._index.apply(done, keys)
         finally:
             for tmp in temps.values():
                 with contextlib.suppress(OSError):
@@ -292,25 +319,13 @@ class FlatFSStore(ScanQueryMixin):
 
     def _write_temps(self, values: list[tuple[str, bytes]], temps: dict[str, str]) -> None:
         """Each value to a temp file, into ``temps`` (which holds every file written, for
-        the caller to clean up, even when one failed). A batch's values are written side
-        by side: each waits on its own fsync, and one after the other they would cost a
-        batch of N values N fsync latencies."""
-        if len(values) <= 1:
-            for key, value in values:
-                temps[key] = _write_temp(self._fd, value, sync=self._sync)
-            return
-        futures = {key: _TEMP_WRITERS.submit(_write_temp, self._fd, value, sync=self._sync)
-                   for key, value in values}
-        concurrent.futures.wait(futures.values())
-        failed: BaseException | None = None
-        for key, future in futures.items():
-            error = future.exception()
-            if error is None:
+        the caller to clean up, even when one failed)."""
+        futures = _side_by_side([functools.partial(_write_temp, self._fd, value,
+                                                   sync=self._sync) for _, value in values])
+        for (key, _), future in zip(values, futures, strict=True):
+            if future.exception() is None:
                 temps[key] = future.result()
-            elif failed is None:
-                failed = error
-        if failed is not None:
-            raise failed
+        _raise_first(futures)
 
     def _apply_one(self, key: str, value: bytes | None, temps: dict[str, str]) -> str | None:
         """Put (rename the temp file into place) or delete one key; the directory that
@@ -439,10 +454,32 @@ def _opener_at(fd: int) -> Callable[[str, int], int]:
     return lambda path, flags: os.open(path, flags | os.O_CLOEXEC, dir_fd=fd)
 
 
-# The threads that write a batch's values at once (FlatFSStore._write_temps), shared by
+# The threads that write a batch's values and sync its directories at once, shared by
 # every store of the process: as many as go-ds-flatfs lets fsync at once
 _TEMP_WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=16,
                                                       thread_name_prefix="flatfs-write")
+
+
+def _side_by_side(calls: list[Callable[[], T]]) -> list[concurrent.futures.Future[T]]:
+    """Run ``calls`` at once and wait for all (one runs inline): each waits on its own
+    fsync, and one after the other a batch of N would cost N fsync latencies."""
+    futures: list[concurrent.futures.Future[T]] = []
+    if len(calls) == 1:
+        futures.append(concurrent.futures.Future())
+        try:
+            futures[0].set_result(calls[0]())
+        except Exception as e:
+            futures[0].set_exception(e)
+        return futures
+    futures = [_TEMP_WRITERS.submit(call) for call in calls]
+    concurrent.futures.wait(futures)
+    return futures
+
+
+def _raise_first(futures: list[concurrent.futures.Future[T]]) -> None:
+    for future in futures:
+        if (error := future.exception()) is not None:
+            raise error
 
 
 def _write_temp(fd: int, data: bytes, *, sync: bool, mode: int = 0o600) -> str:

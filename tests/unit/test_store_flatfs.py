@@ -14,9 +14,10 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dscluster.datastore import BatchOp
 from dscluster.errors import ConfigError, StoreError
 from dscluster.keys import MAX_KEY_BYTES, Key
-from dscluster.store import FlatFSStore, KeyIndex, open_store
+from dscluster.store import FlatFSStore, KeyIndex, keyindex, open_store
 from dscluster.store.flatfs_layout import (
     DEFAULT_SHARD,
     MAX_NAME,
@@ -300,11 +301,152 @@ def mark_dirty(index_dir: Path) -> None:
     index.close()
 
 
+def kill(store: FlatFSStore) -> None:
+    """What a kill -9 leaves: the files as they are, the index closed uncleanly."""
+    store._index.close()
+    os.close(store._fd)
+
+
 def file_of(tmp_path: Path, key: str) -> Path:
     return tmp_path / "blocks" / name_to_path(key_to_name(key), SHARD)
 
 
-async def test_reconcile_after_unclean_stop(tmp_path: Path) -> None:
+def forbid_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    def walk(self: FlatFSStore, foreign: list[str]) -> None:
+        raise AssertionError("the tree was walked")
+
+    monkeypatch.setattr(FlatFSStore, "_walk", walk)
+
+
+async def test_kill_after_the_files_changed_recovers_by_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await FlatFSStore.open(tmp_path, sync=False)
+    await store.put("/keep", b"k" * 10)
+    await store.put("/grow", b"g" * 5)
+    await store.put("/gone", b"x" * 7)
+    await store.put("/pending", b"p" * 4)
+    with monkeypatch.context() as m:
+        # killed after the renames and unlinks, before the index update
+        m.setattr(KeyIndex, "apply", lambda self, changes, journalled=(): None)
+        batch = store.batch()
+        batch.put("/grow", b"g" * 50)
+        batch.put("/new", b"n" * 2)
+        batch.delete("/gone")
+        await batch.commit()
+        await store.delete("/pending")
+        await store.put("/pending", b"p" * 6)
+    # killed after journalling a batch, before its rename: the file is unchanged
+    store._index.journal(["/keep", "/never"])
+    kill(store)
+    forbid_walk(monkeypatch)
+    store = await reopen(tmp_path, sync=False)
+    try:
+        assert store.recovery == "journal"
+        entries = (await store.scan("/", keys_only=True)).entries
+        assert [(e.key, e.size) for e in entries] == [
+            ("/grow", 50), ("/keep", 10), ("/new", 2), ("/pending", 6)]
+        assert not await store.has("/gone")
+        assert await store.get("/grow") == b"g" * 50
+        assert (await store.count(), await store.disk_usage()) == (4, 68)
+    finally:
+        await store.close()
+    # the journal was cleared and the counters recorded: a clean reopen agrees
+    store = await reopen(tmp_path)
+    try:
+        assert store.recovery == "clean"
+        assert (await store.count(), await store.disk_usage()) == (4, 68)
+    finally:
+        await store.close()
+
+
+async def test_kill_between_writes_needs_no_fixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every index write of a killed process survives, counters included."""
+    store = await FlatFSStore.open(tmp_path, sync=False)
+    for i in range(20):
+        await store.put(f"/k/{i}", b"x" * i)
+    await store.delete("/k/3")
+    kill(store)
+    forbid_walk(monkeypatch)
+    store = await reopen(tmp_path, sync=False)
+    try:
+        assert store.recovery == "journal"
+        assert (await store.count(), await store.disk_usage()) == (19, sum(range(20)) - 3)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("at_stop", "at_open"),
+                         [(b"boot-before-the-crash", b"boot-after-it"), (b"", b"")],
+                         ids=["machine-restarted", "boot-id-unknown"])
+async def test_kill_then_other_or_unknown_boot_walks_the_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_stop: bytes, at_open: bytes
+) -> None:
+    """After a machine crash unsynced index writes may be lost: the journal cannot be
+    trusted, so the whole tree is walked."""
+    monkeypatch.setattr(keyindex, "boot_id", lambda: at_stop)
+    store = await FlatFSStore.open(tmp_path, sync=False)
+    await store.put("/a", b"a" * 3)
+    await store.put("/b", b"b" * 4)
+    kill(store)
+    # a put whose index writes (journal included) the crash lost
+    file_of(tmp_path, "/orphan").parent.mkdir(exist_ok=True)
+    file_of(tmp_path, "/orphan").write_bytes(b"o" * 5)
+    monkeypatch.setattr(keyindex, "boot_id", lambda: at_open)
+    store = await reopen(tmp_path, sync=False)
+    try:
+        assert store.recovery == "dirty"
+        assert [e.key for e in (await store.scan("/")).entries] == ["/a", "/b", "/orphan"]
+        assert (await store.count(), await store.disk_usage()) == (3, 12)
+    finally:
+        kill(store)
+    # the walk's result is recorded whole: a kill right after it recovers by journal
+    if at_open:
+        forbid_walk(monkeypatch)
+    store = await reopen(tmp_path, sync=False)
+    try:
+        assert store.recovery == ("journal" if at_open else "dirty")
+        assert (await store.count(), await store.disk_usage()) == (3, 12)
+    finally:
+        await store.close()
+
+
+def test_failed_index_update_leaves_counters_and_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counters follow only what was written: a failed update changes neither
+    them nor the records, and its keys stay journalled."""
+    index = KeyIndex.open(tmp_path, "test index")
+    try:
+        index.journal(["/a"])
+        index.apply([("/a", 5)], ["/a"])
+        index.journal(["/b", "/c"])
+        real_size = KeyIndex.size
+
+        def size(self: KeyIndex, key: str) -> int | None:
+            if key == "/c":
+                raise OSError("read failed")
+            return real_size(self, key)
+
+        with monkeypatch.context() as m:
+            m.setattr(KeyIndex, "size", size)
+            with pytest.raises(OSError):
+                index.apply([("/b", 7), ("/c", 9)], ["/b", "/c"])
+        assert (index.count, index.bytes) == (1, 5)
+        assert index.size("/b") is None
+        # what a reopen after a kill then finds: /b's file was written, /c's was not
+        assert index.replay_journal({"/b": 7}.get) == 2
+        assert (index.count, index.bytes) == (2, 12)
+        assert index.replay_journal({}.get) == 0
+    finally:
+        index.close()
+
+
+async def test_reconcile_after_unclean_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = await FlatFSStore.open(tmp_path)
     await store.put("/keep", b"kept")
     await store.put("/lost", b"file removed before the index was updated")
@@ -314,7 +456,10 @@ async def test_reconcile_after_unclean_stop(tmp_path: Path) -> None:
     file_of(tmp_path, "/orphan").write_bytes(b"renamed into place")
     # a delete killed after its unlink: an entry without a file
     file_of(tmp_path, "/lost").unlink()
+    # stopped by a machine crash: the index may have lost any unsynced write
+    monkeypatch.setattr(keyindex, "boot_id", lambda: b"an earlier boot")
     mark_dirty(tmp_path / "keyindex")
+    monkeypatch.undo()
     store = await reopen(tmp_path)
     try:
         assert store.recovery == "dirty"
@@ -384,6 +529,22 @@ async def test_index_sizes_match_files_after_racing_writes(tmp_path: Path) -> No
             on_disk = {k for k in ("/race/0", "/race/1") if file_of(tmp_path, k).exists()}
             assert {e.key for e in entries} == on_disk
             assert await store.disk_usage() == sum(e.size for e in entries)
+    finally:
+        await store.close()
+
+
+async def test_one_apply_changing_a_key_twice(tmp_path: Path) -> None:
+    store = await FlatFSStore.open(tmp_path)
+    try:
+        await store.apply([BatchOp("/d", b"x" * 10), BatchOp("/e", b"e"),
+                           BatchOp("/d", b"y" * 3)])
+        assert await store.get("/d") == b"y" * 3
+        assert await store.get_size("/d") == 3
+        assert (await store.count(), await store.disk_usage()) == (2, 4)
+        await store.apply([BatchOp("/e", b"e" * 9), BatchOp("/e", None)])
+        assert not await store.has("/e")
+        assert (await store.count(), await store.disk_usage()) == (1, 3)
+        assert os.listdir(tmp_path / "blocks" / ".temp") == []
     finally:
         await store.close()
 

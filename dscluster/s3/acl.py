@@ -1,11 +1,12 @@
 """Authorizing a request before its handler runs, and the ``?acl`` endpoints:
 GetBucketAcl, PutBucketAcl, GetObjectAcl, PutObjectAcl (the rules are in grants.py).
 
-``authorize`` reads the record of the bucket a request names, refuses the request
-unless the caller owns the bucket or its ACL allows the operation, and leaves the record
-in ``req.bucket``; handlers rely on that instead of reading it again. GET and HEAD of an
-object are the exception: their access depends on the object's own ACL, so
-``storage.find_object`` checks it with the object's records, in the same round trip.
+``authorize`` finds the record of the bucket a request names (bucketcache.py keeps it
+for a moment), refuses the request unless the caller owns the bucket or its ACL allows
+the operation, and leaves the record in ``req.bucket``; handlers rely on that instead of
+reading it again. GET and HEAD of an object are the exception: their access depends on
+the object's own ACL, so ``storage.find_object`` checks it with the object's records, in
+the same round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .grants import Caller, acl_of_policy, owner_nodes, policy, requested_acl
 from .http import Request, Response, xml_response
 from .meta import BucketRecord, encode
 from .router import Endpoint, Route
-from .storage import bucket_record, find_object
+from .storage import find_object
 from .xml import Node
 
 # a canned policy is well under a kilobyte
@@ -44,7 +45,7 @@ async def authorize(gw: Gateway, req: Request, route: Route) -> None:
     if route.endpoint in OBJECT_READS:
         return
     keymap.check_bucket_name(route.bucket)
-    record = await bucket_record(gw.ds, route.bucket)
+    record = await gw.buckets.get(route.bucket)
     if record is None:
         raise S3Error("NoSuchBucket", BucketName=route.bucket)
     if not caller.owns(record) and not (route.endpoint in BUCKET_READS
@@ -98,14 +99,16 @@ async def put_bucket_acl(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None
     record = authorized_bucket(req)
     acl = await _acl_to_put(req, record.owner)
-    await gw.ds.put(keymap.bucket_key(route.bucket), encode(replace(record, acl=acl)))
+    updated = replace(record, acl=acl)
+    await gw.ds.put(keymap.bucket_key(route.bucket), encode(updated))
+    gw.buckets.keep(route.bucket, updated)
     return Response(200)
 
 
 async def get_object_acl(gw: Gateway, req: Request, route: Route) -> Response:
     assert route.bucket is not None and route.key is not None
     _version(req)
-    found = await find_object(gw.ds, route.bucket, route.key, with_data=False)
+    found = await find_object(gw.ds, gw.buckets, route.bucket, route.key, with_data=False)
     return xml_response("AccessControlPolicy", policy(
         authorized_bucket(req).owner, found.meta.acl, Caller.of(req.auth, gw.settings)))
 
@@ -115,7 +118,7 @@ async def put_object_acl(gw: Gateway, req: Request, route: Route) -> Response:
     written around the gateway gets a record (the one a GET would make up for it)."""
     assert route.bucket is not None and route.key is not None
     _version(req)
-    found = await find_object(gw.ds, route.bucket, route.key, with_data=False)
+    found = await find_object(gw.ds, gw.buckets, route.bucket, route.key, with_data=False)
     acl = await _acl_to_put(req, authorized_bucket(req).owner)
     await gw.ds.put(keymap.meta_key(route.bucket, route.key),
                     encode(replace(found.meta, acl=acl)))

@@ -24,6 +24,7 @@ from ..errors import DSClusterError
 from ..metrics import NodeMetrics
 from . import acl, buckets, listing, multipart, objects
 from .body import drain
+from .bucketcache import BucketCache
 from .context import Gateway, Handler
 from .errors import S3Error, s3_error_from
 from .http import (
@@ -108,7 +109,7 @@ class S3App:
 
     def __init__(self, ds: Datastore, settings: S3Settings,
                  credentials: CredentialBook | None = None) -> None:
-        self.gw = Gateway(ds, settings)
+        self.gw = Gateway(ds, settings, BucketCache(ds, settings.bucket_cache_seconds))
         self.credentials = credentials
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -99,8 +99,9 @@ async def create_bucket(gw: Gateway, req: Request, route: Route) -> Response:
                       f"them as bucket {bucket}, add \"{bucket}\" to adopt_prefixes in the "
                       "s3 section of the node's config.json and restart the node.",
                       BucketName=bucket)
-    await gw.ds.put(keymap.bucket_key(route.bucket),
-                    encode(BucketRecord(now_ms(), owner=caller.access_key, acl=acl)))
+    created = BucketRecord(now_ms(), owner=caller.access_key, acl=acl)
+    await gw.ds.put(keymap.bucket_key(route.bucket), encode(created))
+    gw.buckets.keep(route.bucket, created)
     return Response(200, [("location", f"/{route.bucket}")])
 
 
@@ -119,6 +120,7 @@ async def delete_bucket(gw: Gateway, req: Request, route: Route) -> Response:
     # metadata records whose objects were deleted around the gateway
     await delete_prefix(gw.ds, keymap.meta_prefix(bucket))
     await gw.ds.delete(keymap.bucket_key(bucket))
+    gw.buckets.forget(bucket)
     return Response(204)
 
 

@@ -1,4 +1,5 @@
-"""What every handler is given: the datastore and the settings, and its signature."""
+"""What every handler is given: the datastore, the settings and the bucket records
+kept for a moment (bucketcache.py), and its signature."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..datastore import Datastore
+from .bucketcache import BucketCache
 from .http import Request, Response
 from .router import Route
 from .settings import S3Settings
@@ -15,6 +17,7 @@ from .settings import S3Settings
 class Gateway:
     ds: Datastore
     settings: S3Settings
+    buckets: BucketCache
 
 
 Handler = Callable[[Gateway, Request, Route], Awaitable[Response]]

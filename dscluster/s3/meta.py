@@ -4,7 +4,7 @@ Records are small JSON objects carrying a version marker ``"v": 1`` so that late
 shapes can migrate forward; a record that does not decode is treated as absent (an
 object without a metadata record is still served, see ``ObjectMeta.foreign``).
 
-An object's bytes are written together with its metadata in one batch. The batch is not
+An object's bytes are written together with its metadata (storage.commit), which is not
 atomic across cluster nodes, so a reader trusts a metadata record only when it
 *describes* the data it sits next to: same size for an inline object, the same
 ``/ipfs/<cid>`` pointer for a chunked one. A record that does not is ignored, exactly

@@ -212,7 +212,8 @@ async def _retried(gw: Gateway, req: Request, route: Route) -> Response | None:
     assert route.bucket is not None and route.key is not None
     upload_id = req.param("uploadId") or ""
     try:
-        meta = (await find_object(gw.ds, route.bucket, route.key, with_data=False)).meta
+        meta = (await find_object(gw.ds, gw.buckets, route.bucket, route.key,
+                                  with_data=False)).meta
     except S3Error:
         return None
     if meta.upload_id != upload_id or meta.cid is None:

@@ -84,17 +84,20 @@ async def receive_body(gw: Gateway, req: Request, *, inline: bool) -> Stored:
     body = RequestBody(req, max_size=gw.settings.max_object_size)
     chunks = body.chunks()
     assert isinstance(chunks, AsyncGenerator)
-    head = bytearray()
+    # the pieces are joined once, at the end: growing one buffer copied them again and again
+    head: list[bytes] = []
+    held = 0
     limit = gw.settings.max_value_size if inline else 0
     ended = True
     async for piece in chunks:
-        head += piece
-        if len(head) > limit:
+        head.append(piece)
+        held += len(piece)
+        if held > limit:
             ended = False
             break
     if inline and ended:
-        return Stored(body.size, body.md5_hex, bytes(head), None, body.verify())
-    added = await add_file(gw.ds, prepend(bytes(head), chunks))
+        return Stored(body.size, body.md5_hex, b"".join(head), None, body.verify())
+    added = await add_file(gw.ds, prepend(b"".join(head), chunks))
     checksum = body.verify()
     return Stored(added.size, body.md5_hex, None, added.cid, checksum)
 
@@ -264,7 +267,7 @@ async def _read(gw: Gateway, req: Request, route: Route, *, head: bool) -> Respo
     if number is not None and req.header("range") is not None:
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber "
                       "query parameter")
-    found = await find_object(gw.ds, route.bucket, route.key, with_data=not head,
+    found = await find_object(gw.ds, gw.buckets, route.bucket, route.key, with_data=not head,
                               reader=Caller.of(req.auth, gw.settings))
     meta = found.meta
     check_conditions(req, meta)
@@ -277,6 +280,9 @@ async def _read(gw: Gateway, req: Request, route: Route, *, head: bool) -> Respo
         headers.append(("content-range", f"bytes {rng[0]}-{rng[1]}/{meta.size}"))
     if head:
         return Response(status, headers, content_length=length)
+    if meta.cid is None and found.data is not None:
+        # an inline object's bytes are at hand: one message, no stream to run and watch
+        return Response(status, headers, found.data[start:start + length])
     return Response(status, headers, await open_content(gw.ds, found, start, length),
                     content_length=length)
 
@@ -308,7 +314,7 @@ async def check_write_conditions(gw: Gateway, bucket: str, key: str,
     if if_none is None and if_match is None:
         return
     try:
-        meta: ObjectMeta | None = (await find_object(gw.ds, bucket, key,
+        meta: ObjectMeta | None = (await find_object(gw.ds, gw.buckets, bucket, key,
                                                      with_data=False)).meta
     except S3Error as e:
         if e.code != "NoSuchKey":
@@ -415,7 +421,7 @@ async def find_copy_source(gw: Gateway, req: Request) -> tuple[str, str, Found]:
         raise S3Error("AccessDenied", "Anonymous requests may not copy objects.")
     if not keymap.valid_bucket_name(bucket):
         raise S3Error("NoSuchBucket", BucketName=bucket)
-    found = await find_object(gw.ds, bucket, key, with_data=True, reader=caller)
+    found = await find_object(gw.ds, gw.buckets, bucket, key, with_data=True, reader=caller)
     check_conditions(req, found.meta, copy_source=True)
     return bucket, key, found
 

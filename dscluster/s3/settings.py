@@ -24,6 +24,8 @@ from . import keymap
 # at most this many connections by default, whatever the descriptor limit (a limit may
 # be "unlimited")
 MAX_DEFAULT_CONNECTIONS = 1024
+# how stale a bucket's record may be: a deleted bucket must be refused within a minute
+MAX_BUCKET_CACHE_SECONDS = 60
 _HOST_NAME = re.compile(r"[A-Za-z0-9.-]+")  # or an IPv4 address
 
 
@@ -101,6 +103,9 @@ class S3Settings:
     header_timeout: float = 10.0
     # seconds a request may go without the client sending or accepting a byte
     read_timeout: float = 120.0
+    # seconds a bucket's record (existence, owner, ACL) is used without reading it again;
+    # a bucket deleted or re-ACLed through another node is seen within this (0: always read)
+    bucket_cache_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -120,6 +125,11 @@ class S3Settings:
             if not _positive_number(getattr(self, name)):
                 raise ConfigError(f"s3.{name} must be a positive number of seconds, got "
                                   f"{getattr(self, name)!r}")
+        if not (isinstance(self.bucket_cache_seconds, int | float)
+                and not isinstance(self.bucket_cache_seconds, bool)
+                and 0 <= self.bucket_cache_seconds <= MAX_BUCKET_CACHE_SECONDS):
+            raise ConfigError(f"s3.bucket_cache_seconds must be a number of seconds from 0 to "
+                              f"{MAX_BUCKET_CACHE_SECONDS}, got {self.bucket_cache_seconds!r}")
         if not isinstance(self.adopt_prefixes, list):
             raise ConfigError("s3.adopt_prefixes must be a list of bucket names")
         for name in self.adopt_prefixes:

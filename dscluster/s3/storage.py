@@ -3,9 +3,10 @@
 Theory of operation. A small object (one PUT of at most ``max_value_size`` bytes) is
 its bytes at its data key; anything larger, and every multipart upload, is a UnixFS
 file in ``/blocks`` (added exactly as ``ipfs add`` would, so its CID is Kubo's) whose
-data key holds the pointer ``/ipfs/<cid>``. Metadata and data key are written in one
-batch, metadata first. Lookups read the bucket record, the metadata and the data key
-concurrently, so a GET costs one round trip of latency. Only keys of existing buckets are
+data key holds the pointer ``/ipfs/<cid>``. Metadata and data key are written
+concurrently (see ``commit``). Lookups read the bucket record (unless kept, see
+bucketcache.py), the metadata and the data key concurrently, so a GET costs one round
+trip of latency. Only keys of existing buckets are
 served: other datastore keys (``dsclient put /health/x``) are not the gateway's to show.
 Every object write goes through ``commit``, which refuses to put anything but a block's
 own bytes at an IPFS block key (blocks.py).
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -30,6 +31,9 @@ from .blocks import check_block
 from .errors import S3Error
 from .grants import Caller
 from .meta import BucketRecord, ObjectMeta, decode, encode, pointer
+
+if TYPE_CHECKING:
+    from .bucketcache import BucketCache
 
 # operations per datastore batch when deleting many keys, well under the cluster's
 # max_batch_ops
@@ -102,11 +106,12 @@ class Found:
     data: bytes | None  # an inline object's bytes, when they were read
 
 
-async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool,
-                      reader: Caller | None = None) -> Found:
+async def find_object(ds: Datastore, buckets: BucketCache, bucket: str, key: str, *,
+                      with_data: bool, reader: Caller | None = None) -> Found:
     """An object's metadata (and, if asked, inline bytes); NoSuchBucket / NoSuchKey, and
     AccessDenied when ``reader`` is given and may not read it (grants.py). The bucket's
-    record is read together with the object, so checking costs no round trip."""
+    record comes from ``buckets``, or is read together with the object, so checking costs
+    no round trip."""
     keymap.check_bucket_name(bucket)
     keymap.check_object_key(key)
     dkey = keymap.data_key(bucket, key)
@@ -118,7 +123,7 @@ async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool,
         return await size_or_none(ds, dkey), None
 
     record, raw_meta, (size, value) = await gather(
-        lambda: bucket_record(ds, bucket),
+        lambda: buckets.get(bucket),
         lambda: get_or_none(ds, keymap.meta_key(bucket, key)), data)
     if record is None:
         raise S3Error("NoSuchBucket", BucketName=bucket)
@@ -146,12 +151,20 @@ async def find_object(ds: Datastore, bucket: str, key: str, *, with_data: bool,
 
 async def commit(ds: Datastore, bucket: str, key: str, meta: ObjectMeta,
                  data: bytes | None = None) -> None:
-    """Write an object: ``data`` for an inline one, the pointer when ``meta.cid`` is set."""
+    """Write an object: ``data`` for an inline one, the pointer when ``meta.cid`` is set.
+
+    The record and the data key are two concurrent writes, not one batch: the two keys
+    lie on different nodes, and the cluster first has every node check such a batch
+    (CheckBatch, which carries the values), which sent the object's bytes twice and cost
+    a round trip more. What the check would add is refusing both when one is refused:
+    for the gateway's writes only a ``disable_delete`` node refuses, and there an
+    existing object's record is always refused (its time differs), so the bytes next to
+    it stay the ones it describes."""
     value = pointer(meta.cid) if meta.cid is not None else data
     assert value is not None
     check_block(keymap.data_key(bucket, key), data if meta.cid is None else None)
-    await ds.apply([BatchOp(keymap.meta_key(bucket, key), encode(meta)),
-                    BatchOp(keymap.data_key(bucket, key), value)])
+    await gather(lambda: ds.put(keymap.meta_key(bucket, key), encode(meta)),
+                 lambda: ds.put(keymap.data_key(bucket, key), value))
 
 
 async def delete_objects(ds: Datastore, bucket: str, keys: list[str]) -> None:

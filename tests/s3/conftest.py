@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore import UNSIGNED
 
 from dscluster.client.connect import open_cluster
 
@@ -33,6 +34,12 @@ def gw(open_ds: OpenDatastore) -> Iterator[Gateway]:
 @pytest.fixture(scope="session")
 def s3(gw: Gateway) -> Any:
     return gw.client()
+
+
+@pytest.fixture(scope="session")
+def anon(gw: Gateway) -> Any:
+    """A client that signs nothing."""
+    return gw.client(signature_version=UNSIGNED)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
 from dscluster.auth import new_secret
@@ -40,11 +39,6 @@ PUBLIC_GRANTS = [*PRIVATE_GRANTS,
 def other(gw: Gateway) -> Any:
     """A client of the second credential."""
     return gw.client(access_key=OTHER_ACCESS_KEY, secret_key=OTHER_SECRET_KEY)
-
-
-@pytest.fixture(scope="module")
-def anon(gw: Gateway) -> Any:
-    return gw.client(signature_version=UNSIGNED)
 
 
 def refused(call: Callable[..., Any], code: str = "AccessDenied", status: int = 403,

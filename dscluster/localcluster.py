@@ -9,6 +9,7 @@ a fixture teardown), so no test leaves a process behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,11 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .config import load_node_config, resolve
+from .config import CONFIG_FILE, load_node_config, resolve, write_config
 from .daemon import RECORDS_DIR
 
 BIN = Path(sys.executable).parent
@@ -77,7 +79,8 @@ class NodeProc:
 class Cluster:
     def __init__(self, root: Path, nodes: int = 3, store: str = "flatfs",
                  extra_cfg: Sequence[str] = (), node0_args: Sequence[str] = (),
-                 replication: int = 1, node_args: Sequence[Sequence[str]] = ()) -> None:
+                 replication: int = 1, node_args: Sequence[Sequence[str]] = (),
+                 node0_config: Mapping[str, Any] | None = None) -> None:
         self.root = root
         self.n = nodes
         self.store = store
@@ -86,6 +89,9 @@ class Cluster:
         self.replication = replication
         self.extra_cfg = list(extra_cfg)
         self.node0_args = list(node0_args)  # e.g. --s3-listen for the bootstrapper
+        # entries of the bootstrapper's config.json (e.g. "connections") set before its
+        # first start: cheaper than a start, a rewrite and a restart
+        self.node0_config = dict(node0_config or {})
         # the same for members 1, 2, ... at their first start
         self.node_args = [list(a) for a in node_args]
         self.nodes: list[NodeProc] = []
@@ -105,6 +111,9 @@ class Cluster:
         out = subprocess.run(self.dscfg_command(boot), check=True, capture_output=True,
                              text=True, timeout=60)
         self.bootstrapper = out.stdout.strip()
+        if self.node0_config:
+            conf = boot / CONFIG_FILE
+            write_config(conf, {**json.loads(conf.read_text()), **self.node0_config})
         self.node_token = boot / "node.token"
         self.client_token = boot / "client.token"
         self.readonly_token = boot / "readonly.token"
@@ -191,12 +200,18 @@ class Cluster:
         )
 
     def stop(self) -> None:
-        for node in self.nodes:
-            if node.alive:
-                try:
-                    node.kill(signal.SIGTERM)
-                except subprocess.TimeoutExpired:
-                    node.kill(signal.SIGKILL)
+        # every node is told first, then waited for: they shut down side by side
+        stopping = [node for node in self.nodes if node.alive]
+        for node in stopping:
+            assert node.proc is not None
+            with contextlib.suppress(ProcessLookupError):  # it may have just exited
+                os.killpg(node.proc.pid, signal.SIGTERM)
+        for node in stopping:
+            assert node.proc is not None
+            try:
+                node.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                node.kill(signal.SIGKILL)
 
     def logs(self) -> str:
         return "\n".join(f"--- node {n.index}\n" + n.log.read_text(errors="replace")[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import struct
 import subprocess
 from pathlib import Path
@@ -147,15 +146,9 @@ async def test_bad_frames_get_an_error_and_the_node_keeps_serving(cluster: Clust
 
 
 async def test_disable_delete_is_honoured(tmp_path):
-    c = Cluster(tmp_path, nodes=1)
+    c = Cluster(tmp_path, nodes=1, node0_config={"disable_delete": True})
     c.start()
     try:
-        cfg_path = c.nodes[0].conf / "config.json"
-        c.nodes[0].kill(15)
-        cfg = json.loads(cfg_path.read_text())
-        cfg["disable_delete"] = True
-        cfg_path.write_text(json.dumps(cfg))
-        c.restart(0)
         async with open_cluster(c.client()) as ds:
             await ds.put("/keep", b"v")
             with pytest.raises(Forbidden, match="deletes are disabled"):

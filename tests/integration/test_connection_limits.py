@@ -35,13 +35,8 @@ SMALL = {"preauth_timeout": 1, "unauthenticated": 16, "unauthenticated_per_sourc
 
 def one_node(root: Path, connections: dict[str, Any] | None = None) -> Cluster:
     """A one-node cluster; ``connections``: its config's connection limits."""
-    c = Cluster(root, nodes=1).start()
-    if connections is not None:
-        c.nodes[0].kill()
-        conf = c.nodes[0].conf / "config.json"
-        write_config(conf, {**json.loads(conf.read_text()), "connections": connections})
-        c.restart(0)
-    return c
+    return Cluster(root, nodes=1, node0_config=(
+        None if connections is None else {"connections": connections})).start()
 
 
 @pytest.fixture

@@ -68,7 +68,8 @@ def gateway_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     yield from _gateway(tmp_path_factory, "interop-s3", 3, 3)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gateway_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
-    """A 1-node flatfs cluster serving the S3 gateway: (cluster, endpoint URL)."""
+    """A 1-node flatfs cluster serving the S3 gateway: (cluster, endpoint URL). One for
+    the session: each test module works in buckets of its own."""
     yield from _gateway(tmp_path_factory, "interop-s3-node", 1, 1)

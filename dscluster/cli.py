@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import trio
 
+from .allocator import bound_malloc_arenas
 from .cliutil import run_cli, setup_logging
 from .config import (
     CONFIG_FILE,
@@ -159,6 +160,7 @@ def main(conf_dir: Path, bootstrapper: str | None, index: int | None, replace: i
         cfg.metrics_listen = metrics_listen
     setup_logging(log_level or cfg.log_level)
     use_format(log_format or cfg.log_format)
+    bound_malloc_arenas()  # before trio starts any worker thread
     trio.run(run_node, conf_dir, cfg)
 
 

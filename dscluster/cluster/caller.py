@@ -220,11 +220,14 @@ class MemberCaller:
                 raise Unavailable(f"{member.describe()} is unavailable: {down}")
             connected = False
             try:
-                with trio.fail_after(self.request_timeout):
+                # trio.fail_after's work without its generator-based context manager:
+                # this runs for every request of a read or write
+                with trio.CancelScope(deadline=trio.current_time() + self.request_timeout):
                     async with self.pool.channel(member.peer_id, member.addrs) as chan:
                         connected = True
                         self.liveness.reachable(index)
                         return await chan.request(msg)
+                raise trio.TooSlowError  # the body returns or raises unless cancelled
             except CatchingUp:
                 raise  # an answer: the member is up and the stream is fine
             except (Unavailable, trio.TooSlowError) as e:

@@ -163,6 +163,13 @@ class ReplicaSet:
         and the errors; requests still out at the end are cancelled."""
         answers: dict[int, Found] = {}
         errors: dict[int, str] = {}
+        if len(owners) == 1:
+            # one owner (R = 1): nobody to hedge with, so no task, event or timer
+            try:
+                answers[owners[0]] = await self._record(owners[0], key, value)
+            except Unavailable as e:
+                errors[owners[0]] = str(e)
+            return answers, errors
         pending = list(owners)
         flying: dict[int, bool] = {}  # member -> asked for the value
         woke = trio.Event()
@@ -192,9 +199,12 @@ class ReplicaSet:
                 if not flying:
                     break  # every owner asked has answered or failed
                 woke = trio.Event()
+                if not pending:  # every owner is asked: nothing to hedge with
+                    await woke.wait()
+                    continue
                 with trio.move_on_after(STRAGGLER_GRACE) as waited:
                     await woke.wait()
-                if waited.cancelled_caught and pending:
+                if waited.cancelled_caught:
                     launch(n, hedge=True)
             n.cancel_scope.cancel()
         return answers, errors
@@ -203,8 +213,13 @@ class ReplicaSet:
         """The first owner whose bytes match the CID; the owners that answered without a
         good copy get it written back."""
 
+        checked: dict[int, bool] = {}  # by id of the answer: each is hashed once
+
         def good(f: Found) -> bool:
-            return f.state == LIVE and block_matches(key, f.value or b"") is not False
+            if id(f) not in checked:
+                checked[id(f)] = (f.state == LIVE
+                                  and block_matches(key, f.value or b"") is not False)
+            return checked[id(f)]
 
         answers, errors = await self._gather(
             key, owners, True, False,
@@ -405,11 +420,18 @@ class ReplicaSet:
                     and all(_reached(cmap, k, applied[k], enough) for k in keys)):
                 grace.deadline = trio.current_time() + STRAGGLER_GRACE
 
-        with trio.CancelScope() as grace:
-            async with open_nursery() as n:
-                for i, member_keys in per_member.items():
-                    for chunk in self.chunks(member_keys, values):
-                        waiting[i] += 1
+        requests = [(i, chunk) for i, member_keys in per_member.items()
+                    for chunk in self.chunks(member_keys, values)]
+        for i, _ in requests:
+            waiting[i] += 1
+        grace = trio.CancelScope()
+        if len(requests) == 1:
+            # one request (R = 1, one owner): no straggler to cut off, so no task
+            await send(*requests[0])
+        else:
+            with grace:
+                async with open_nursery() as n:
+                    for i, chunk in requests:
                         n.start_soon(send, i, chunk)
         for i, left in waiting.items():
             if left > 0:
@@ -443,6 +465,8 @@ class ReplicaSet:
                 if i in failed and i not in applied[key]:
                     per_target.setdefault(i, []).append(key)
         hinted: dict[str, int] = {}
+        if not per_target:
+            return hinted  # every owner applied it (the usual case): no nursery
 
         async def hand(target: int, keys: list[str]) -> None:
             owners_of = {k: set(cmap.write_set(slot_of(k))) for k in keys}

@@ -17,8 +17,8 @@ with another token is closed instead of reused.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from types import TracebackType
 
 import trio
 
@@ -82,26 +82,10 @@ class ChannelPool:
             self._on_epoch(welcome.epoch)
         return chan
 
-    @asynccontextmanager
-    async def channel(self, peer_id: str, addrs: Sequence[str]) -> AsyncIterator[MessageChannel]:
-        sem = self._slots.setdefault(peer_id, trio.Semaphore(self._streams_per_peer))
-        async with sem:
-            idle = self._idle.setdefault(peer_id, [])
-            token = self._token()
-            stale = [c for t, c in idle if t != token]  # opened with a token now replaced
-            if stale:
-                idle[:] = [e for e in idle if e[0] == token]
-                for old in stale:
-                    await old.aclose()
-            chan = idle.pop()[1] if idle else await self._open(peer_id, addrs, token)
-            try:
-                yield chan
-            finally:
-                if chan.conn.state is wire.State.IDLE and token == self._token():
-                    idle.append((token, chan))
-                else:
-                    with trio.CancelScope(shield=True):
-                        await chan.aclose()
+    def channel(self, peer_id: str, addrs: Sequence[str]) -> _Lease:
+        """``async with pool.channel(peer, addrs) as chan``: an idle channel to the peer
+        or a new one, back to the idle list afterwards if its conversation is IDLE."""
+        return _Lease(self, peer_id, addrs)
 
     async def forget(self, peer_id: str) -> None:
         """Close idle channels to a peer (after it moved or failed)."""
@@ -111,3 +95,59 @@ class ChannelPool:
     async def aclose(self) -> None:
         for peer in list(self._idle):
             await self.forget(peer)
+
+
+class _Lease:
+    """One use of a pooled channel (ChannelPool.channel). A class rather than an
+    ``asynccontextmanager``, and no scheduler round trip when a stream slot is free: this
+    runs for every request."""
+
+    __slots__ = ("_addrs", "_chan", "_peer", "_pool", "_sem", "_token")
+
+    def __init__(self, pool: ChannelPool, peer_id: str, addrs: Sequence[str]) -> None:
+        self._pool = pool
+        self._peer = peer_id
+        self._addrs = addrs
+
+    async def __aenter__(self) -> MessageChannel:
+        pool, peer = self._pool, self._peer
+        sem = pool._slots.get(peer)
+        if sem is None:
+            sem = pool._slots[peer] = trio.Semaphore(pool._streams_per_peer)
+        # what ``async with sem`` does, less its yield when a slot is free: a request
+        # that was cancelled before it started still takes no channel
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            sem.acquire_nowait()
+        except trio.WouldBlock:
+            await sem.acquire()
+        try:
+            idle = pool._idle.get(peer)
+            if idle is None:
+                idle = pool._idle[peer] = []
+            token = pool._token()
+            if any(t is not token and t != token for t, _ in idle):
+                stale = [c for t, c in idle if t != token]  # opened with a replaced token
+                idle[:] = [e for e in idle if e[0] == token]
+                for old in stale:
+                    await old.aclose()
+            self._chan = idle.pop()[1] if idle else await pool._open(peer, self._addrs, token)
+        except BaseException:
+            sem.release()
+            raise
+        self._sem = sem
+        self._token = token
+        return self._chan
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        chan, pool, token = self._chan, self._pool, self._token
+        try:
+            now = pool._token()
+            if chan.conn.state is wire.State.IDLE and (token is now or token == now):
+                pool._idle.setdefault(self._peer, []).append((token, chan))
+            else:
+                with trio.CancelScope(shield=True):
+                    await chan.aclose()
+        finally:
+            self._sem.release()

@@ -3,8 +3,9 @@
 Theory of operation (as h11): ``Connection`` never touches a socket. Feed it bytes with
 ``receive_data``; pull messages with ``next_event`` (``NEED_DATA`` when a frame is not
 complete yet); turn a message into bytes with ``send``. A frame is a 4-byte big-endian
-length followed by that many bytes of msgpack. A frame announcing more than the limit
-is refused as soon as its header arrives — nothing of it is buffered. Until the
+length followed by that many bytes of msgpack (_frames.py: framing with few copies). A
+frame announcing more than the limit is refused as soon as its header arrives — nothing
+of it is buffered. Until the
 handshake is over that limit is a few KiB (``HANDSHAKE_BOUNDS``), so a peer that has not
 proved anything can make us buffer and decode only that much.
 
@@ -24,16 +25,14 @@ Welcome it only answers the request, and the stream carries on.
 from __future__ import annotations
 
 import enum
-import struct
 from typing import Any, Final
 
 import msgpack
 
 from ..errors import LocalProtocolError, RemoteProtocolError, TooLarge
 from ..limits import HANDSHAKE_BOUNDS, FrameBounds, Limits
+from ._frames import HEADER, FrameReader, pack_frame
 from ._messages import Message, decode_message
-
-_HEADER = struct.Struct(">I")
 
 
 class Role(enum.Enum):
@@ -76,14 +75,15 @@ _AUTHENTICATED = (State.IDLE, State.BUSY)
 
 
 def encode_frame(payload: bytes) -> bytes:
-    return _HEADER.pack(len(payload)) + payload
+    """A frame of already packed bytes (tests build raw frames with it)."""
+    return HEADER.pack(len(payload)) + payload
 
 
 class _OverBudget(Exception):
     pass
 
 
-def _unpack(payload: bytes, bounds: FrameBounds) -> Any:
+def _unpack(payload: memoryview, bounds: FrameBounds) -> Any:
     left = bounds.max_objects
 
     def count(container: Any) -> Any:
@@ -116,50 +116,42 @@ class Connection:
         self._bounds = (self.limits.request_bounds if role is Role.SERVER
                         else self.limits.response_bounds)
         self.state = State.START
-        self._buf = bytearray()
-        self._want: int | None = None  # body length of the frame being received
+        self._frames = FrameReader()
 
     # -- sending ------------------------------------------------------------------------
     def send(self, msg: Message) -> bytes:
         max_frame = self.bounds.max_frame
         self.state = self._advance(self.our_role, msg, LocalProtocolError)
-        payload = msgpack.packb(msg.to_wire(), use_bin_type=True)
-        if len(payload) > max_frame:
+        frame = pack_frame(msg.to_wire())
+        if len(frame) - HEADER.size > max_frame:
             raise TooLarge(
-                f"{type(msg).__name__} frame of {len(payload)} bytes exceeds the "
+                f"{type(msg).__name__} frame of {len(frame) - HEADER.size} bytes exceeds the "
                 f"{max_frame}-byte frame limit"
             )
-        return encode_frame(payload)
+        return frame
 
     def send_final_error(self, msg: Message) -> bytes:
         """Encode a last Error after a protocol violation, whatever the state; the
         stream is over afterwards."""
         self.state = State.CLOSED
-        return encode_frame(msgpack.packb(msg.to_wire(), use_bin_type=True))
+        return pack_frame(msg.to_wire())
 
     # -- receiving ----------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        self._buf += data
+        self._frames.feed(data)
 
     def next_event(self) -> Message | _NeedData:
         bounds = self.bounds
-        if self._want is None:
-            if len(self._buf) < _HEADER.size:
-                return NEED_DATA
-            (n,) = _HEADER.unpack_from(self._buf)
-            if n > bounds.max_frame:
-                self.state = State.CLOSED
-                raise TooLarge(
-                    f"peer announced a {n}-byte frame; the limit is {bounds.max_frame} bytes"
-                    + ("" if self.authenticated else " before the handshake is complete")
-                )
-            del self._buf[: _HEADER.size]
-            self._want = n
-        if len(self._buf) < self._want:
+        try:
+            payload = self._frames.next_frame(bounds.max_frame)
+        except TooLarge as e:
+            authenticated = self.authenticated
+            self.state = State.CLOSED
+            if authenticated:
+                raise
+            raise TooLarge(f"{e} before the handshake is complete") from None
+        if payload is None:
             return NEED_DATA
-        payload = bytes(self._buf[: self._want])
-        del self._buf[: self._want]
-        self._want = None
         try:
             obj = _unpack(payload, bounds)
         except _OverBudget:
@@ -194,14 +186,12 @@ class Connection:
     @property
     def mid_frame(self) -> bool:
         """Whether part of a frame has arrived (EOF now would cut a frame)."""
-        return self._want is not None or bool(self._buf)
+        return self._frames.mid_frame
 
     @property
     def pending_bytes(self) -> int:
         """How many more bytes the frame in progress needs (0 if none)."""
-        if self._want is None:
-            return 0
-        return max(0, self._want - len(self._buf))
+        return self._frames.pending_bytes
 
     def _advance(
         self, sender: Role, msg: Message, err: type[LocalProtocolError | RemoteProtocolError]

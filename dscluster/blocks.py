@@ -9,6 +9,13 @@ Keys that are not a canonical multihash (sharded ``XY/….data`` keys of blockst
 names that do not decode) are no block anyone reads, and hash functions that
 ``multiformats`` can't compute here (keccak without its optional package) can't be
 checked; for both the answer is "unknown" (None).
+
+Every block read and written is checked here, so the common case is done by hand: the
+multihash's two varints split with the importer's reader, the functions Kubo adds with
+hashed by ``hashlib`` (the importer's table). ``multiformats`` validates the type of
+every argument of every call (typing_validation), which measured 1.3 ms per key parsed
+and 4 ms per 256 KiB block checked, against 1 ms for the SHA-256 itself; it is asked
+only about the other functions.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import base64
 import binascii
 
 from multiformats import multihash
+
+from .unixfs._cid import HASHES
+from .unixfs._dagpb import read_uvarint
 
 BLOCKS_PREFIX = "/blocks/"
 _IDENTITY = 0x00
@@ -31,13 +41,25 @@ def block_multihash(data_key: str) -> tuple[int, bytes] | None:
         return None
     try:
         raw = base64.b32decode(name + "=" * (-len(name) % 8))
-        code, digest = multihash.unwrap_raw(raw)
-    except (binascii.Error, ValueError, KeyError):
+    except binascii.Error:
         return None
     # a key is Kubo's only in its one canonical spelling
     if base64.b32encode(raw).decode().rstrip("=") != name:
         return None
-    return code, bytes(digest)
+    try:
+        code, pos = read_uvarint(raw, 0)
+        size, pos = read_uvarint(raw, pos)
+    except ValueError:
+        return None
+    digest = raw[pos:]
+    if len(digest) != size:
+        return None
+    if code != _IDENTITY and code not in HASHES:
+        try:  # the registry knows whether the code is a hash function at all
+            multihash.unwrap_raw(raw)
+        except (ValueError, KeyError):
+            return None
+    return code, digest
 
 
 def block_matches(data_key: str, value: bytes) -> bool | None:
@@ -49,6 +71,10 @@ def block_matches(data_key: str, value: bytes) -> bool | None:
     code, digest = found
     if code == _IDENTITY:
         return value == digest
+    if code in HASHES:
+        full = HASHES[code][1](value)
+        # a truncated digest is the function's first bytes (multihash's rule)
+        return len(digest) <= len(full) and full[:len(digest)] == digest
     try:
         hasher = multihash.get(code=code)
     except KeyError:

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .. import wire
+from ..blocks import block_multihash
 from ..cluster.caller import MemberCaller
 from ..cluster.placement import read_quorum
 from ..cluster.quorum import LIVE, Found, ReplicaSet
@@ -124,7 +125,11 @@ class ClusterDatastore:
         (CheckBatch) and written only if all of them accept it, so a refused operation
         (a delete on a disable_delete node, a value too large) changes nothing anywhere.
         It is still not atomic across nodes: a node that fails, or a key written by
-        someone else, between check and write leaves the batch partly applied."""
+        someone else, between check and write leaves the batch partly applied.
+
+        A batch that only puts IPFS blocks (what an add writes) skips the check: a block
+        stands alone, so part of such a batch applied is no harm, and no node refuses a
+        block's own bytes (a write-once node takes the same bytes again)."""
         latest: dict[str, bytes | None] = {}
         for op in ops:
             k = Key(op.key)
@@ -137,7 +142,8 @@ class ClusterDatastore:
                 per_member.setdefault(i, []).append(k)
         requests = [(i, chunk) for i, keys in per_member.items()
                     for chunk in self.replicas.chunks(keys, latest)]
-        if len(requests) > 1:
+        if len(requests) > 1 and not all(v is not None and block_multihash(k) is not None
+                                         for k, v in latest.items()):
             await self._check_batch(requests, latest)
         await self.replicas.write(list(latest.items()))
 

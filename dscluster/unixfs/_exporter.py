@@ -56,6 +56,8 @@ Sink = Callable[[bytes], Awaitable[None]]
 
 # inner file nodes kept by a Reader between the steps of read_file (a few KiB each)
 _INNER_CACHE = 64
+# bytes of a file written in one hand-off to its thread (see Reader._write_file)
+_WRITE_RUN = 4 << 20
 
 
 class _Span(NamedTuple):
@@ -181,17 +183,31 @@ class Reader:
             f = await trio.open_file(path, "xb")
         except OSError as e:
             raise local_error("write", path, e) from None
+        # chunks are handed to the file's thread in runs of _WRITE_RUN bytes: a thread
+        # hop costs more than writing a 256 KiB chunk into the page cache
+        run: list[bytes] = []
+        run_bytes = 0
+
+        async def flush() -> None:
+            nonlocal run, run_bytes
+            try:
+                await f.writelines(run)
+            except OSError as e:
+                raise local_error("write", path, e) from None
+            if progress is not None:
+                progress(run_bytes)
+            run, run_bytes = [], 0
+
+        async def write(chunk: bytes) -> None:
+            nonlocal run_bytes
+            run.append(chunk)
+            run_bytes += len(chunk)
+            if run_bytes >= _WRITE_RUN:
+                await flush()
+
         async with f:
-
-            async def write(chunk: bytes) -> None:
-                try:
-                    await f.write(chunk)
-                except OSError as e:
-                    raise local_error("write", path, e) from None
-                if progress is not None:
-                    progress(len(chunk))
-
             await self.emit(node, 0, node.content_size, write)
+            await flush()
 
     async def _write_directory(self, node: Node, path: Path, progress: Progress | None) -> None:
         entries = await self.entries(node)

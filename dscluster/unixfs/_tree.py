@@ -24,6 +24,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import trio
 
@@ -36,6 +37,8 @@ from ._types import AddOptions, Progress
 
 _BATCH_BYTES = 64 << 20
 _BATCH_ENTRIES = 1024
+# bytes of a file read in one hand-off to a thread (see _file_chunks)
+_READ_RUN = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +122,35 @@ async def _walk(root: _Entry, hidden: bool) -> AsyncIterator[tuple[str, _Entry]]
             yield entry.kind, entry
 
 
+def _read_run(f: BinaryIO, chunk_size: int, count: int) -> list[bytes]:
+    """Up to ``count`` chunks; fewer only at the end of the file."""
+    chunks = []
+    for _ in range(count):
+        chunk = f.read(chunk_size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return chunks
+
+
 async def _file_chunks(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
+    # chunks are read in runs of _READ_RUN bytes per hand-off to a thread: a thread hop
+    # costs more than reading a 256 KiB chunk from the page cache
+    count = max(1, _READ_RUN // chunk_size)
     try:
-        f = await trio.open_file(path, "rb")
+        f = await trio.to_thread.run_sync(open, path, "rb")
     except OSError as e:
         raise local_error("read", path, e) from None
-    async with f:
+    with f:
         while True:
             try:
-                chunk = await f.read(chunk_size)
+                chunks = await trio.to_thread.run_sync(_read_run, f, chunk_size, count)
             except OSError as e:
                 raise local_error("read", path, e) from None
-            if not chunk:
+            for chunk in chunks:
+                yield chunk
+            if len(chunks) < count:
                 return
-            yield chunk
 
 
 async def _add_entry(

@@ -63,17 +63,17 @@ def test_an_interrupted_import_resumes_with_only_what_is_missing(tmp_path):
     contents = dataset(root)
     record = tmp_path / "rec.csv"
     store = MemoryStore()
-    put = store.put
-    calls = 0
+    apply = store.apply
+    written = 0
 
-    async def failing_put(key, value):  # the cluster goes away mid-import
-        nonlocal calls
-        calls += 1
-        if calls > 12:
+    async def failing_apply(ops):  # the cluster goes away mid-import
+        nonlocal written
+        written += len(ops)
+        if written > 12:
             raise Unavailable("node 1 is unavailable: connection refused")
-        await put(key, value)
+        await apply(ops)
 
-    store.put = failing_put  # type: ignore[method-assign]
+    store.apply = failing_apply  # type: ignore[method-assign]
     first = dsclient(FakeApp(store), "import-dataset", "-j", "3", "--record", str(record),
                      str(root))
     assert first.code == 1 and first.err.splitlines() == [
@@ -84,7 +84,7 @@ def test_an_interrupted_import_resumes_with_only_what_is_missing(tmp_path):
     # a crash tore the last row
     with open(record, "a") as f:
         f.write("d0/sub0/f000.bin,Qm")
-    store.put = put  # type: ignore[method-assign]
+    store.apply = apply  # type: ignore[method-assign]
     app = FakeApp(store)
     again = dsclient(app, "import-dataset", "-j", "3", "--record", str(record), str(root))
     assert again.code == 0, again.err

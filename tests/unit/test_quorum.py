@@ -349,3 +349,26 @@ async def test_many_concurrent_writes_of_one_key_all_succeed_and_one_wins():
     assert got in values
     for node in cluster.nodes:
         assert (await node.server.replica.read("/race", value=True)).value == got
+
+
+async def test_a_batch_of_blocks_skips_the_check_and_any_other_batch_is_checked():
+    cluster = await MemoryCluster.start(3, 1)
+    checks = 0
+    for node in cluster.nodes:
+        answer = node.server._answer
+
+        async def counting(msg, caller, answer=answer):
+            nonlocal checks
+            checks += isinstance(msg, wire.CheckBatch)
+            return await answer(msg, caller)
+
+        node.server._answer = counting
+    ds = cluster.client()
+    blocks = [b"block %d" % i for i in range(40)]  # enough to span every node
+    await ds.apply([BatchOp(block_key(b), b) for b in blocks])
+    assert checks == 0
+    for b in blocks:
+        assert await ds.get(block_key(b)) == b
+    await ds.apply([BatchOp(block_key(b"one more"), b"one more")]
+                   + [BatchOp(f"/plain/{i}", b"v") for i in range(40)])
+    assert checks == 3  # one CheckBatch per node: not only blocks

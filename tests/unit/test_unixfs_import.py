@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dscluster.datastore import BatchOp
 from dscluster.errors import InvalidArgument, Unavailable
 from dscluster.store.memory import MemoryStore
 from dscluster.unixfs import (
@@ -206,9 +207,27 @@ async def test_block_writes_are_bounded_and_concurrent() -> None:
     assert await read_all(ds, added.cid) == data
 
 
+async def test_blocks_are_written_in_batches() -> None:
+    ds = CountingStore()
+    applies = 0
+    apply = ds.apply
+
+    async def counting(ops: Sequence[BatchOp]) -> None:
+        nonlocal applies
+        applies += 1
+        await apply(ops)
+
+    ds.apply = counting  # type: ignore[method-assign]
+    data = random.Random(8).randbytes(64 * 1024)
+    added = await add_stream(ds, pieces(data), options=AddOptions(chunk_size=1024))
+    assert await read_all(ds, added.cid) == data
+    # 64 leaves and their parent: in batches of 16 blocks, not one request per block
+    assert applies == 5
+
+
 async def test_a_failed_put_surfaces_as_one_error() -> None:
     class Failing(MemoryStore):
-        async def put(self, key: str, value: bytes) -> None:
+        async def apply(self, ops: Sequence[BatchOp]) -> None:
             raise Unavailable("node down")
 
     with pytest.raises(Unavailable, match="node down"):

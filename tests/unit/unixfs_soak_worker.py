@@ -20,11 +20,12 @@ import random
 import resource
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import trio
 
+from dscluster.datastore import BatchOp
 from dscluster.errors import NotFound
 from dscluster.unixfs import add_stream, get_to_path, read_file
 
@@ -41,8 +42,13 @@ class DiskBlocks:
     def _path(self, key: str) -> Path:
         return self.root / key.strip("/").replace("/", "_")
 
-    async def put(self, key: str, value: bytes) -> None:
-        await trio.to_thread.run_sync(self._path(key).write_bytes, value)
+    async def apply(self, ops: Sequence[BatchOp]) -> None:
+        def write() -> None:
+            for op in ops:
+                assert op.value is not None  # the importer only puts
+                self._path(op.key).write_bytes(op.value)
+
+        await trio.to_thread.run_sync(write)
 
     async def get(self, key: str) -> bytes:
         try:

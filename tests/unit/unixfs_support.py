@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import trio
 
+from dscluster.datastore import BatchOp
 from dscluster.store.memory import MemoryStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +58,8 @@ def make_tree(root: Path, *, hidden: bool) -> Path:
 
 
 class CountingStore(MemoryStore):
-    """A MemoryStore that counts gets and the most requests in flight at once, with an
-    optional delay per request so that requests overlap."""
+    """A MemoryStore that counts gets and the most keys in requests in flight at once,
+    with an optional delay per request so that requests overlap."""
 
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__()
@@ -67,13 +68,13 @@ class CountingStore(MemoryStore):
         self.in_flight = 0
         self.max_in_flight = 0
 
-    async def _request(self) -> None:
-        self.in_flight += 1
+    async def _request(self, keys: int = 1) -> None:
+        self.in_flight += keys
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await trio.sleep(self.delay)
         finally:
-            self.in_flight -= 1
+            self.in_flight -= keys
 
     async def get(self, key: str) -> bytes:
         self.gets.append(key)
@@ -83,5 +84,9 @@ class CountingStore(MemoryStore):
     async def put(self, key: str, value: bytes) -> None:
         await self._request()
         await super().put(key, value)
+
+    async def apply(self, ops: Sequence[BatchOp]) -> None:
+        await self._request(len(ops))
+        await super().apply(ops)
 
 

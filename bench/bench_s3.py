@@ -15,12 +15,21 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
+import trio
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from dscluster.client.connect import open_cluster
+from dscluster.config import free_tcp_port
+from dscluster.localcluster import Cluster
+
+from .kv import Result, run_kv
+from .profile import cpu_seconds
 
 
 def _run(threads: int, seconds: float, work: Callable[[int, int], int]) -> tuple[int, int, float]:
@@ -52,9 +61,12 @@ def _run(threads: int, seconds: float, work: Callable[[int, int], int]) -> tuple
 
 
 def bench_gateway(endpoint: str, access_key: str, secret_key: str, *, size: int = 262144,
-                  threads: int = 8, seconds: float = 5.0) -> dict[str, Any]:
+                  threads: int = 8, seconds: float = 5.0,
+                  cpu_of: Sequence[int] = ()) -> dict[str, Any]:
     """PUT then GET ``size``-byte objects from ``threads`` threads for ``seconds`` each;
-    MB/s (10^6 bytes) and operations per second of both phases."""
+    MB/s (10^6 bytes) and operations per second of both phases, and the CPU
+    milliseconds per operation of each process in ``cpu_of`` (``put_cpu_ms``,
+    ``get_cpu_ms``), this one included."""
     s3 = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
@@ -73,12 +85,23 @@ def bench_gateway(endpoint: str, access_key: str, secret_key: str, *, size: int 
     def get(t: int, i: int) -> int:
         return len(s3.get_object(Bucket=bucket, Key=f"{t}/{i % written[t]}")["Body"].read())
 
+    cpu: dict[str, list[float]] = {}
+
+    def phase(name: str, work: Callable[[int, int], int]) -> tuple[int, int, float]:
+        before = [cpu_seconds(p) for p in cpu_of]
+        ops, moved, elapsed = _run(threads, seconds, work)
+        cpu[name] = [round((cpu_seconds(p) - b) * 1000 / max(ops, 1), 2)
+                     for p, b in zip(cpu_of, before, strict=True)]
+        return ops, moved, elapsed
+
     try:
-        put_ops, put_bytes, put_s = _run(threads, seconds, put)
-        get_ops, get_bytes, get_s = _run(threads, seconds, get)
+        put_ops, put_bytes, put_s = phase("put", put)
+        get_ops, get_bytes, get_s = phase("get", get)
     finally:
         _remove_bucket(s3, bucket)
     return {
+        "put_cpu_ms": cpu["put"],
+        "get_cpu_ms": cpu["get"],
         "size": size,
         "threads": threads,
         "put_mb_s": round(put_bytes / put_s / 1e6, 1),
@@ -86,6 +109,48 @@ def bench_gateway(endpoint: str, access_key: str, secret_key: str, *, size: int 
         "put_ops_s": round(put_ops / put_s, 1),
         "get_ops_s": round(get_ops / get_s, 1),
     }
+
+
+def gateway_credential(conf: Path) -> tuple[str, str]:
+    """(access key, secret key) of the first S3 credential of a node's config.json."""
+    cred = json.loads((conf / "config.json").read_text())["s3"]["credentials"][0]
+    return cred["access_key"], cred["secret_key"]
+
+
+async def _native(cluster: Cluster, size: int, threads: int, seconds: float) -> list[Result]:
+    async with open_cluster(cluster.client()) as ds:
+        return await run_kv(ds, "native", size, threads, seconds, "/bench/native")
+
+
+def bench_versus_native(tmp: Path, seconds: float, nodes: int,
+                        replications: Sequence[int]) -> list[str]:
+    """``python -m bench --s3``: the gateway against the native client alone, 256 KiB x8,
+    on one cluster of ``nodes`` per replication factor (node 0 serves S3), one after the
+    other: the native client's put and get, then bench_gateway's, with the CPU per
+    operation of the gateway's node and of the benchmark process (boto3)."""
+    size, threads = 256 * 1024, 8
+    lines = []
+    for replication in replications:
+        port = free_tcp_port()
+        cluster = Cluster(tmp / f"s3-r{replication}", nodes=nodes, replication=replication,
+                          node0_args=[f"--s3-listen=127.0.0.1:{port}"]).start()
+        gateway = cluster.nodes[0]
+        assert gateway.proc is not None
+        try:
+            native = trio.run(_native, cluster, size, threads, seconds)
+            gw = bench_gateway(f"http://127.0.0.1:{port}", *gateway_credential(gateway.conf),
+                               size=size, threads=threads, seconds=seconds,
+                               cpu_of=[gateway.proc.pid, os.getpid()])
+        finally:
+            cluster.stop()
+        for r in native:
+            mbs = gw[f"{r.op}_mb_s"]
+            gateway_ms, boto3_ms = gw[f"{r.op}_cpu_ms"]
+            lines.append(f"R={replication} S3 gateway {r.op:<3} {size // 1024} KiB x{threads}: "
+                         f"{mbs:6.1f} MB/s = {mbs / r.mb_per_s:.2f} x native "
+                         f"({r.mb_per_s:.1f} MB/s); CPU per op: gateway node {gateway_ms:.2f} "
+                         f"ms, boto3 {boto3_ms:.2f} ms")
+    return lines
 
 
 def _remove_bucket(s3: Any, bucket: str) -> None:

@@ -36,6 +36,8 @@ from .versions import MAX_WRITER_CHARS, Version
 _RECORD = b"r"
 _HINT = b"h"
 _MIGRATED = ldb.meta_record("migrated")
+# every slot's digest, kept by a close for the next open (ReplicaStore._start)
+_DIGESTS = ldb.meta_record("digests")
 VERSION = b"1"
 _LIVE, _TOMBSTONE = 1, 2
 # UTF-8 takes at most 4 bytes a character
@@ -95,7 +97,14 @@ class Records(Protocol):
     async def hint_counts(self) -> dict[int, int]: ...
     async def migrated(self) -> bool: ...
     async def mark_migrated(self) -> None: ...
-    async def close(self) -> None: ...
+
+    async def take_digests(self) -> bytes | None:
+        """The digests a close kept, removed as they are taken (durably, before anything
+        is written), so that only the open right after that close can use them."""
+
+    async def close(self, digests: bytes | None = None) -> None:
+        """Close; ``digests`` (every slot's, given only once nothing writes any more)
+        are kept for the next open's ``take_digests``."""
 
 
 class MemoryRecords:
@@ -170,7 +179,10 @@ class MemoryRecords:
     async def mark_migrated(self) -> None:
         self._migrated = True
 
-    async def close(self) -> None:
+    async def take_digests(self) -> bytes | None:
+        return None  # nothing outlives a close
+
+    async def close(self, digests: bytes | None = None) -> None:
         return None
 
 
@@ -195,9 +207,25 @@ class LevelDBRecords:
         db = ldb.open_versioned(path, f"replica records at {path}", VERSION)
         return cls(db, path, sync=sync)
 
-    async def close(self) -> None:
+    async def close(self, digests: bytes | None = None) -> None:
         if await self._calls.drain():
-            await trio.to_thread.run_sync(self._db.close)
+            await trio.to_thread.run_sync(self._close, digests)
+
+    def _close(self, digests: bytes | None) -> None:
+        try:
+            if digests is not None:
+                self._db.put(_DIGESTS, digests, sync=True)
+        finally:
+            self._db.close()
+
+    async def take_digests(self) -> bytes | None:
+        def take() -> bytes | None:
+            raw = self._db.get(_DIGESTS)
+            if raw is not None:
+                self._db.delete(_DIGESTS, sync=True)
+            return raw
+
+        return await self._calls.run(take)
 
     async def get_many(self, keys: Sequence[str]) -> list[Record | None]:
         # a record is a few dozen bytes, mostly in LevelDB's block cache: a lookup on the

@@ -95,18 +95,29 @@ class ReplicaStore:
         return replica
 
     async def _start(self) -> None:
+        # Taken before anything is written: if this run stops without its close, the
+        # next open finds none and recomputes them from every record (seconds at a
+        # million keys, which is why a close keeps them).
+        saved = await self._records.take_digests()
+        changed = False
         if not (await self.store.scan("/", limit=1, keys_only=True)).entries:
             dropped = await self._records.drop_live()
             if dropped:
+                changed = True
                 log.warning("the %s store is empty but %d version records claim live keys "
                             "(a wiped data directory?): dropped them, repair restores the "
                             "values from the other replicas", self.store.kind, dropped)
         if not await self._records.migrated():
             migrated = await self._migrate()
+            changed = changed or migrated > 0
             if migrated:
                 log.info("%d keys stored before replication are now versioned (at zero)",
                          migrated)
-        await self._records.visit(self._toggle_digest)
+        if saved is not None and not changed and len(saved) == SLOT_COUNT * DIGEST_BYTES:
+            self._digests = [int.from_bytes(saved[i:i + DIGEST_BYTES], "big")
+                             for i in range(0, len(saved), DIGEST_BYTES)]
+        else:
+            await self._records.visit(self._toggle_digest)
         self._hint_counts = await self._records.hint_counts()
 
     async def _migrate(self) -> int:
@@ -129,8 +140,10 @@ class ReplicaStore:
         return len(new)
 
     async def close(self) -> None:
+        """Close the records (keeping the digests for the next open: the caller calls
+        this once nothing writes any more) and the store."""
         try:
-            await self._records.close()
+            await self._records.close(self.digests(range(SLOT_COUNT)))
         finally:
             await self.store.close()
 

@@ -31,7 +31,7 @@ from dscluster.cluster.versions import ZERO, Version
 from dscluster.datastore import BatchOp
 from dscluster.errors import InvalidArgument, StoreError
 from dscluster.keys import SLOT_COUNT, slot_of
-from dscluster.store import FlatFSStore, MemoryStore, Store
+from dscluster.store import FlatFSStore, MemoryStore, Store, ldb
 
 
 def v(hlc: int, writer: str = "w") -> Version:
@@ -399,6 +399,17 @@ async def test_a_corrupt_record_is_a_store_error_naming_the_file(node: Node, rec
 
     store = await node.open_store()
     if record == "version":
+        # the clean close kept the digests, so the open reads no record: the first read
+        # of the key finds the corruption
+        r = await node.open(store)
+        with pytest.raises(StoreError, match=f"replica records at {node.records_dir}"):
+            await r.read("/k", value=False)
+        await r.close()
+        # an open that recomputes them (as after a crash) reads every record: it refuses
+        db = plyvel.DB(str(node.records_dir))
+        db.delete(ldb.meta_record("digests"))
+        db.close()
+        store = await node.open_store()
         with pytest.raises(StoreError, match=f"replica records at {node.records_dir}"):
             await node.open(store)
         await store.close()
@@ -433,3 +444,34 @@ async def test_dropping_a_slot_takes_its_keys_records_and_digest_and_nothing_els
             assert (held.state == MISSING) == (k in in_slot), k
     finally:
         await r.close()
+
+
+async def test_a_clean_close_keeps_the_digests_and_a_crash_recomputes_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dscluster.cluster.records import LevelDBRecords
+
+    async def opened() -> ReplicaStore:
+        return await ReplicaStore.open(MemoryStore(), tmp_path / "records", sync=False)
+
+    r = await opened()
+    await r.write([put(f"/k/{i}", b"v", 5) for i in range(50)] + [delete("/gone", 6)])
+    before = r.digests(range(SLOT_COUNT))
+    store = r.store
+    await r.close()
+    visits = 0
+    visit = LevelDBRecords.visit
+
+    async def counted(self, fn):  # type: ignore[no-untyped-def]
+        nonlocal visits
+        visits += 1
+        await visit(self, fn)
+
+    monkeypatch.setattr(LevelDBRecords, "visit", counted)
+    r = await ReplicaStore.open(store, tmp_path / "records", sync=False)
+    assert visits == 0 and r.digests(range(SLOT_COUNT)) == before
+    await r.write([put("/k/new", b"v", 7)])
+    after = r.digests(range(SLOT_COUNT))
+    await r._records.close()  # a crash: no close of the replica, no digests kept
+    r = await ReplicaStore.open(store, tmp_path / "records", sync=False)
+    assert visits == 1 and r.digests(range(SLOT_COUNT)) == after
+    await r.close()

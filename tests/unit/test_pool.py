@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import trio
 import trio.testing
@@ -14,27 +13,10 @@ from dscluster.limits import Limits
 from dscluster.net.channel import MessageChannel
 from dscluster.net.handshake import server_handshake
 from dscluster.net.pool import ChannelPool
+from tests.unit.net_support import End
 
 SECRET = new_secret()
 PEER = "node-peer"
-
-
-@dataclass
-class _End:
-    stream: trio.abc.Stream
-    local_peer: str
-    remote_peer: str
-    transport: str = "libp2p"
-    admission: object = None
-
-    async def send_all(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def receive_some(self, max_bytes: int) -> bytes:
-        return await self.stream.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
 
 
 class _Node:
@@ -49,13 +31,13 @@ class _Node:
         self.closed = 0
         self.hold: trio.Event | None = None
 
-    async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> _End:
+    async def open_stream(self, peer_id: str, addrs: Sequence[str]) -> End:
         self.opened += 1
         a, b = trio.testing.memory_stream_pair()
         self.nursery.start_soon(self._serve, self.opened,
-                                MessageChannel(_End(b, PEER, "client-peer"),  # type: ignore[arg-type]
+                                MessageChannel(End(b, PEER, "client-peer"),  # type: ignore[arg-type]
                                                wire.Connection(wire.Role.SERVER)))
-        return _End(a, "client-peer", peer_id)
+        return End(a, "client-peer", peer_id)
 
     async def _serve(self, number: int, chan: MessageChannel) -> None:
         await server_handshake(chan, SECRET, lambda role: wire.Welcome(

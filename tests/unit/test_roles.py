@@ -5,7 +5,6 @@ in-memory stream, how admission counts each role, and who may do what on a node
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from dscluster.net.handshake import client_handshake, server_handshake
 from dscluster.node.server import Caller, NodeServer
 from dscluster.provision import create_client, create_cluster, token_from
 from dscluster.store.memory import MemoryStore
+from tests.unit.net_support import End
 
 
 def test_the_admin_token_derives_from_the_secret_one_way():
@@ -40,34 +40,14 @@ def test_the_admin_token_derives_from_the_secret_one_way():
         Token.parse("dsc1:root:" + admin.encode().split(":")[2])
 
 
-@dataclass
-class _End:
-    """One end of an in-memory stream, with the peer ids a transport would give it."""
-
-    stream: trio.abc.Stream
-    local_peer: str
-    remote_peer: str
-    transport: str = "libp2p"
-    admission: object = None
-
-    async def send_all(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def receive_some(self, max_bytes: int) -> bytes:
-        return await self.stream.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
 async def handshake(server_secret: bytes, token: Token,
                     control: AdmissionControl) -> tuple[BaseException | str, Ticket]:
     """Run both sides; what the client got (the Welcome's role or the error) and the
     server's admission ticket."""
     a, b = trio.testing.memory_stream_pair()
-    client = MessageChannel(_End(a, "client-peer", "node-peer"),  # type: ignore[arg-type]
+    client = MessageChannel(End(a, "client-peer", "node-peer"),  # type: ignore[arg-type]
                             wire.Connection(wire.Role.CLIENT))
-    server = MessageChannel(_End(b, "node-peer", "client-peer"),  # type: ignore[arg-type]
+    server = MessageChannel(End(b, "node-peer", "client-peer"),  # type: ignore[arg-type]
                             wire.Connection(wire.Role.SERVER))
     ticket = control.admit_unauthenticated("127.0.0.1")
     assert isinstance(ticket, Ticket)

@@ -23,7 +23,7 @@ from dscluster.node.server import Caller, NodeServer
 from dscluster.query import Query
 from dscluster.store.memory import MemoryStore
 
-from .test_roles import _End
+from .net_support import End
 
 
 async def _dump(store: MemoryStore) -> bytes:
@@ -96,11 +96,11 @@ async def test_a_named_token_works_until_revoked_and_its_open_stream_is_then_clo
     token = Token("client", await book.issue_token("ci", "client"), "ci")
     node = await _node(book, secret)
     a, b = trio.testing.memory_stream_pair()
-    chan = MessageChannel(_End(a, "client-peer", "node-peer"),  # type: ignore[arg-type]
+    chan = MessageChannel(End(a, "client-peer", "node-peer"),  # type: ignore[arg-type]
                           wire.Connection(wire.Role.CLIENT))
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
-            n.start_soon(node.handle_stream, _End(b, "node-peer", "client-peer"))
+            n.start_soon(node.handle_stream, End(b, "node-peer", "client-peer"))
             welcome = await client_handshake(chan, token)
             assert welcome.role == "client"
             assert isinstance(await chan.request(wire.Stats()), wire.StatsData)
@@ -110,11 +110,11 @@ async def test_a_named_token_works_until_revoked_and_its_open_stream_is_then_clo
     # and a new stream with it is refused in the handshake; so is a wrong key
     for refused in (token, Token("client", b"k" * 32, "other")):
         a, b = trio.testing.memory_stream_pair()
-        chan = MessageChannel(_End(a, "client-peer", "node-peer"),  # type: ignore[arg-type]
+        chan = MessageChannel(End(a, "client-peer", "node-peer"),  # type: ignore[arg-type]
                               wire.Connection(wire.Role.CLIENT))
         with trio.fail_after(10):
             async with trio.open_nursery() as n:
-                n.start_soon(node.handle_stream, _End(b, "node-peer", "client-peer"))
+                n.start_soon(node.handle_stream, End(b, "node-peer", "client-peer"))
                 with pytest.raises(Unauthorized, match="unknown or revoked"):
                     await client_handshake(chan, refused)
 

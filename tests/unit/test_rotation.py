@@ -28,7 +28,7 @@ from dscluster.net.tls import ANONYMOUS
 from dscluster.node.server import Caller, NodeServer
 from dscluster.store.memory import MemoryStore
 
-from .test_roles import _End
+from .net_support import End
 
 MINUTE_MS = 60_000
 
@@ -101,11 +101,11 @@ def test_the_new_secret_is_durable_and_a_stop_between_the_two_files_loses_nothin
 async def _stream(node: NodeServer, token: Token, peer: str = "client-peer",
                   ) -> AsyncIterator[MessageChannel]:
     a, b = trio.testing.memory_stream_pair()
-    chan = MessageChannel(_End(a, peer, "node-peer"),  # type: ignore[arg-type]
+    chan = MessageChannel(End(a, peer, "node-peer"),  # type: ignore[arg-type]
                           wire.Connection(wire.Role.CLIENT))
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
-            n.start_soon(node.handle_stream, _End(b, "node-peer", peer))
+            n.start_soon(node.handle_stream, End(b, "node-peer", peer))
             yield chan
             await chan.aclose()
 
